@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pose.parts import NUM_PARTS
+from pose.parts import NUM_PARTS, PART_NAMES
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -56,9 +59,9 @@ class Poses:
 
     def boxes(self) -> FloatArray:
         """(n, 4) float32 normalised x1, y1, x2, y2 around each person's found parts (NaN if none)."""
-        with np.errstate(invalid="ignore"), _quiet_nan():
-            lo = np.nanmin(self.xy, axis=1) if len(self) else np.zeros((0, 2), np.float32)
-            hi = np.nanmax(self.xy, axis=1) if len(self) else np.zeros((0, 2), np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a person with no parts is a normal case
+            lo, hi = np.nanmin(self.xy, axis=1), np.nanmax(self.xy, axis=1)
         return np.concatenate([lo, hi], axis=1).astype(np.float32)
 
 
@@ -110,15 +113,28 @@ class FrameAnalysis:
         return self.poses.take([0] if len(self.poses) else [])
 
 
-class _quiet_nan:
-    """Silence numpy's 'All-NaN slice' warning: a person with no parts is a normal case here."""
+def analysis_to_dict(analysis: FrameAnalysis) -> dict[str, Any]:
+    """The JSON shape of `python -m pose image --json`: pixels, main dancer first (id 0), missing parts null.
 
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+    A person's "box" is the box around their found parts; "detections" are the detector's own boxes.
+    """
+    scale = np.array([analysis.width, analysis.height] * 2, np.float32)
+    persons = []
+    for i in range(len(analysis.poses)):
+        xy, conf = analysis.poses.xy[i] * scale[:2], analysis.poses.confidence[i]
+        keypoints = {
+            name: ([round(float(x), 1), round(float(y), 1), round(float(c), 4)] if c > 0 else None)
+            for name, (x, y), c in zip(PART_NAMES, xy, conf, strict=True)
+        }
+        box = analysis.poses.take([i]).boxes()[0] * scale
+        persons.append({
+            "id": 0 if i == 0 else int(analysis.ids[i]),
+            "box": [round(float(v), 1) for v in box],
+            "score": round(float(analysis.poses.score[i]), 4),
+            "keypoints": keypoints,
+        })  # fmt: skip
+    detections = [
+        {"label": "person", "score": round(float(s), 4), "box": [round(float(v), 1) for v in b * scale]}
+        for b, s in zip(analysis.detections.boxes, analysis.detections.score, strict=True)
+    ]
+    return {"width": analysis.width, "height": analysis.height, "persons": persons, "detections": detections}

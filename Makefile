@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both are idempotent.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SAMPLE := data/samples/vtest.avi
+
+.PHONY: run test setup lint bench extract-sample clean
+
+run: setup extract-sample
+
+test: setup lint
+	$(PY) -m pytest -q
+
+setup: $(INSTALLED)
+	$(PY) -m pose fetch
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy pose stream tests bench server.py
+
+extract-sample:
+	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4
+
+bench: setup
+	$(PY) -m bench.offline
+
+clean:
+	rm -rf $(VENV) data/models data/samples

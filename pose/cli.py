@@ -1,0 +1,129 @@
+"""`python -m pose`: extract a dance video's keypoints to CSV, analyse one image, or fetch the models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pose import assets
+from pose.draw import draw_analysis
+from pose.ticks import as_rate
+
+log = logging.getLogger("pose")
+
+
+class UsageError(ValueError):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=assets.DATA_DIR, help="model cache (default: data/)")
+    parser.add_argument("--pose-size", default="432x368", type=_size, help="pose network input WxH")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return w, h
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+        as_rate(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pose", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    extract = commands.add_parser("extract", help="dancer keypoints of a video, one row per tick, to CSV")
+    extract.add_argument("video", type=Path)
+    extract.add_argument("--fps", type=_fps, required=True, help="ticks per second (F)")
+    extract.add_argument("--out", type=Path, required=True, help="CSV to write")
+    extract.add_argument("--annotated", type=Path, help="also write an MP4 with the skeletons drawn (keeps audio)")
+    add_model_arguments(extract)
+
+    image = commands.add_parser("image", help="people, keypoints and person boxes of one image")
+    image.add_argument("image", type=Path)
+    image.add_argument("--json", action="store_true", help="print JSON (default: a short summary)")
+    image.add_argument("--annotated", type=Path, help="also write the image with skeletons drawn")
+    add_model_arguments(image)
+
+    commands.add_parser("fetch", help="fetch and verify the models and sample media")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"extract": run_extract, "image": run_image, "fetch": run_fetch}[args.command](args)
+    except (UsageError, assets.AssetError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from pose.pipeline import extract_video, load_models
+    from pose.video import probe_video
+
+    probe_video(args.video)  # fail on bad input before spending seconds loading models
+    models = load_models(args.data_dir, args.pose_size)
+    with tqdm(unit="tick", desc=args.video.name, dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress)
+    log.info("%d ticks, main dancer found on %d, %.1f s", result.ticks, result.found, result.seconds)
+    print(f"wrote {args.out} ({result.ticks} ticks, dancer found on {result.found})")
+    return 0
+
+
+def run_image(args: argparse.Namespace) -> int:
+    from pose.pipeline import FrameAnalyzer, load_models
+    from pose.types import analysis_to_dict
+
+    image = read_image(args.image)
+    analysis = FrameAnalyzer(load_models(args.data_dir, args.pose_size)).analyze(image)
+    report = analysis_to_dict(analysis)
+    if args.annotated:
+        if not cv2.imwrite(str(args.annotated), draw_analysis(image, analysis)):
+            raise UsageError(f"{args.annotated}: could not write an image there")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.image}: {len(report['persons'])} people, {len(report['detections'])} person boxes")
+    return 0
+
+
+def read_image(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UsageError(f"{path}: not a readable image")
+    return image
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    return assets.main()

@@ -1,0 +1,39 @@
+"""A frozen TensorFlow 1.x graph (.pb) run through tf.compat.v1 on TensorFlow 2."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter buries our own messages
+
+import tensorflow as tf  # noqa: E402
+
+
+class FrozenGraph:
+    """Loads a GraphDef once and runs it in its own session; `run` is safe to call from several threads."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(Path(path).read_bytes())
+        except Exception as exc:  # protobuf raises its own DecodeError
+            raise ValueError(f"{path} is not a TensorFlow GraphDef: {exc}") from exc
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.import_graph_def(graph_def, name="")
+        threads = threads or os.cpu_count() or 1
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
+        )
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+
+    def run(self, outputs: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result: list[np.ndarray] = self.session.run(list(outputs), feed_dict=feed)
+        return result
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,145 @@
+"""One tick's work (detect → pose → pick the main dancer → track), and the offline extraction built on it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pose import assets
+from pose.backends import PoseBackend
+from pose.csvio import KeypointCsvWriter, atomic_output
+from pose.detector import PersonDetector
+from pose.draw import draw_analysis
+from pose.tfpose import TfPoseBackend
+from pose.ticks import sample_ticks, tick_count, tick_time
+from pose.tracking import PersonTracker, main_person_index
+from pose.types import FrameAnalysis
+from pose.video import AnnotatedWriter, VideoError, iter_frames, probe_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The loaded networks, shared by every analyzer in the process (TensorFlow sessions are thread-safe)."""
+
+    pose: PoseBackend
+    detector: PersonDetector
+
+
+def load_models(data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] = (432, 368)) -> Models:
+    """Load the cached graphs (fetching them first if needed)."""
+    assets.ensure(assets.MODELS, data_dir)
+    return Models(
+        pose=TfPoseBackend(assets.POSE_GRAPH.path(data_dir), input_size=pose_size),
+        detector=PersonDetector(assets.PERSON_GRAPH.path(data_dir)),
+    )
+
+
+class FrameAnalyzer:
+    """Analyses the frames of one video or one live session in order (it keeps track ids between calls)."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+        self._tracker = PersonTracker()
+
+    def analyze(self, image_bgr: np.ndarray) -> FrameAnalysis:
+        """image_bgr: (h, w, 3) uint8. Returns the people with the main dancer first; `timings` in seconds."""
+        clock = _Stopwatch()
+        raw_boxes = self.models.detector.forward(image_bgr)
+        clock.lap("ssd_forward")
+        people = self.models.detector.decode(raw_boxes)
+        output = self.models.pose.forward(image_bgr, people)
+        clock.lap("pose_forward")
+        poses = self.models.pose.decode(output)
+        main = main_person_index(poses, people)
+        if main is not None:
+            poses = poses.take([main, *(i for i in range(len(poses)) if i != main)])
+        ids = self._tracker.update(poses)
+        clock.lap("postprocess")
+        h, w = image_bgr.shape[:2]
+        return FrameAnalysis(poses, ids, people, w, h, timings=clock.laps)
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+    def restart(self) -> None:
+        """Start the next lap now, leaving the time since the last lap uncounted (it was timed elsewhere)."""
+        self._last = time.perf_counter()
+
+
+def _add(totals: dict[str, float], laps: dict[str, float]) -> None:
+    for name, seconds in laps.items():
+        totals[name] = totals.get(name, 0.0) + seconds
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    ticks: int
+    found: int  # ticks where a main dancer was found
+    seconds: float
+    timings: dict[str, float]  # summed over ticks, seconds
+
+
+Progress = Callable[[int, int], None]
+
+
+def extract_video(
+    video: Path,
+    fps: float,
+    out_csv: Path,
+    models: Models,
+    annotated: Path | None = None,
+    progress: Progress | None = None,
+) -> ExtractResult:
+    """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
+
+    Outputs appear only when the whole video was processed; on any error nothing is left behind.
+    """
+    info = probe_video(video)
+    total = tick_count(info.duration_s, fps)
+    analyzer = FrameAnalyzer(models)
+    found = done = 0
+    started = time.perf_counter()
+    writer = AnnotatedWriter(annotated, info, fps) if annotated else None
+    try:
+        with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
+            csv_writer = KeypointCsvWriter(stream)
+            clock = _Stopwatch()
+            for k, frame in sample_ticks(iter_frames(video), fps, total):
+                image = frame.to_ndarray(format="bgr24")
+                clock.lap("decode")  # demux + decode + colour conversion since the previous tick
+                analysis = analyzer.analyze(image)
+                clock.restart()
+                csv_writer.append(k, float(tick_time(k, fps)), analysis)
+                clock.lap("csv")
+                if writer:
+                    writer.write(k, draw_analysis(image, analysis))
+                    clock.lap("draw_encode")
+                _add(clock.laps, analysis.timings)
+                found += len(analysis.poses) > 0
+                done += 1
+                if progress:
+                    progress(done, total)
+            if done != total:
+                raise VideoError(f"{video}: decoded {done} of {total} ticks; the file is damaged")
+            if writer:
+                writer.close()
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    return ExtractResult(done, found, time.perf_counter() - started, clock.laps)

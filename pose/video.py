@@ -1,0 +1,148 @@
+"""Reading videos with their container timestamps (PyAV) and writing annotated MP4s that keep the audio."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Only local files: a playlist or concat script renamed .mp4 must not make us open other files or URLs.
+OPEN_OPTIONS = {"protocol_whitelist": "file"}
+
+
+class VideoError(ValueError):
+    """The file is missing, not a video, or has no frames."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """width/height in pixels; duration_s from the container (seconds); fps as the container states it."""
+
+    path: Path
+    width: int
+    height: int
+    duration_s: Fraction
+    fps: float
+    has_audio: bool
+
+
+def open_video(path: Path) -> av.container.InputContainer:
+    if not Path(path).is_file():
+        raise VideoError(f"{path}: no such file")
+    try:
+        container = av.open(str(path), options=OPEN_OPTIONS)
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise VideoError(f"{path}: not a readable video ({exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream")
+    return container
+
+
+def probe_video(path: Path) -> VideoInfo:
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        duration = _duration(container)
+        if duration <= 0:
+            raise VideoError(f"{path}: video has zero length")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise VideoError(f"{path}: video has no picture size")
+        rate = stream.average_rate or stream.guessed_rate or 0
+        return VideoInfo(Path(path), width, height, duration, float(rate), bool(container.streams.audio))
+
+
+def _duration(container: av.container.InputContainer) -> Fraction:
+    """The video stream's duration, else the container's, else the end of the last video packet."""
+    stream = container.streams.video[0]
+    if stream.duration and stream.time_base:
+        return stream.duration * stream.time_base
+    if container.duration:
+        return Fraction(container.duration, av.time_base)
+    end = 0
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            end = max(end, packet.pts + (packet.duration or 0))
+    container.seek(0)
+    return (end - (stream.start_time or 0)) * (stream.time_base or 0)
+
+
+def iter_frames(path: Path) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    """(seconds since the stream's first timestamp, frame), in presentation order, from the container's pts."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = stream.start_time or 0
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                yield (frame.pts - start) * frame.time_base, frame
+        except av.FFmpegError as exc:
+            # A truncated file still gives every frame before the damage; say so instead of failing silently.
+            log.warning("%s: decoding stopped early: %s", path, exc)
+
+
+class AnnotatedWriter:
+    """H.264 MP4 at the tick rate; on close, the source's audio is transcoded to AAC alongside it.
+
+    OpenCV's writers drop audio; PyAV lets us keep it. Audio is copied after the video packets (not
+    interleaved), which every player handles for a downloaded file; `+faststart` moves the index to the front.
+    """
+
+    def __init__(self, out: Path, source: VideoInfo, fps: float | Fraction) -> None:
+        self.out, self.source = out, source
+        self._partial = out.with_name(out.name + ".part")
+        self._container = av.open(str(self._partial), "w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(100_000)
+        self._video = self._container.add_stream("libx264", rate=rate)
+        self._video.width, self._video.height = source.width // 2 * 2, source.height // 2 * 2
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"preset": "veryfast", "crf": "23"}
+        self._video.codec_context.time_base = 1 / rate
+        # Every stream must exist before the first packet is muxed (the header is written then).
+        self._audio = self._add_audio_stream() if source.has_audio else None
+
+    def write(self, tick: int, image_bgr: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(image_bgr[: self._video.height, : self._video.width], format="bgr24")
+        frame.pts = tick
+        self._container.mux(self._video.encode(frame))
+
+    def close(self) -> None:
+        """Flush the video, add the audio, and move the file into place (a failed run leaves no file)."""
+        try:
+            self._container.mux(self._video.encode(None))
+            if self._audio is not None:
+                self._copy_audio(self._audio)
+        finally:
+            self._container.close()
+        self._partial.replace(self.out)
+
+    def abort(self) -> None:
+        self._container.close()
+        self._partial.unlink(missing_ok=True)
+
+    def _add_audio_stream(self) -> av.AudioStream:
+        with av.open(str(self.source.path), options=OPEN_OPTIONS) as source:
+            audio_in = source.streams.audio[0].codec_context
+            audio_out = self._container.add_stream("aac", rate=audio_in.sample_rate or 48000)
+            audio_out.layout = audio_in.layout
+            return audio_out
+
+    def _copy_audio(self, audio_out: av.AudioStream) -> None:
+        with av.open(str(self.source.path), options=OPEN_OPTIONS) as source:
+            audio_in = source.streams.audio[0]
+            start = audio_in.start_time or 0
+            for frame in source.decode(audio_in):
+                if frame.pts is not None:
+                    frame.pts -= start
+                self._container.mux(audio_out.encode(frame))
+            self._container.mux(audio_out.encode(None))

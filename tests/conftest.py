@@ -1,0 +1,41 @@
+"""Shared fixtures: the real models (loaded once per test run) and the real sample footage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pose import assets
+
+if TYPE_CHECKING:
+    from pose.pipeline import Models
+
+DATA = assets.DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def models() -> Iterator[Models]:
+    from pose.pipeline import load_models
+
+    yield load_models(DATA)
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    assets.ensure((assets.SAMPLE_VIDEO,))
+    return assets.SAMPLE_VIDEO.path()
+
+
+@pytest.fixture(scope="session")
+def solo_image() -> Path:
+    assets.ensure((assets.SAMPLE_SOLO,))
+    return assets.SAMPLE_SOLO.path()
+
+
+@pytest.fixture(scope="session")
+def pair_image() -> Path:
+    assets.ensure((assets.SAMPLE_PAIR,))
+    return assets.SAMPLE_PAIR.path()
