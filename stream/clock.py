@@ -1,0 +1,147 @@
+"""Where the dancer video is, and which of its ticks each webcam frame samples. Pure: time is passed in.
+
+`ReferenceClock` follows the page's clock messages ({"type": "clock", "t": media time, "playing": bool});
+`TickSampler` turns each webcam frame's reference time into "score tick k now" at most once per tick.
+"""
+
+from __future__ import annotations
+
+import math
+
+SEEK_THRESHOLD_S = 0.5
+SLEW_S = 0.5
+SAMPLER_SEEK_THRESHOLD_S = 1.0
+
+
+class ReferenceClock:
+    """Estimate the dancer video's media time (s) at any server time `now` (s, any monotonic clock).
+
+    Paused, the estimate is the last reported time. Playing, it runs at rate 1 from the last message, and
+    messages are followed as follows:
+
+    * the first message, play/pause changes, messages while paused, and any message more than
+      `seek_threshold` s away from the estimate are taken exactly; the last are seeks (either way, playing
+      or paused), counted in `seeks` and reported by `update`;
+    * smaller differences are jitter in message delay and in the browser's `currentTime`, so they are slewed
+      in: the estimate bends towards the message over `slew` s rather than jumping. A message arriving every
+      0.1 s thus moves the estimate about 0.1 / `slew` of the way (an exponential smoother that still settles
+      within `slew` s when messages are sparse), and since `slew` >= `seek_threshold` the estimate's rate
+      stays >= 0: it never runs backwards between seeks.
+
+    The constant part of the message delay cannot be measured one-way and is left to the scorer's time window.
+    """
+
+    def __init__(self, seek_threshold: float = SEEK_THRESHOLD_S, slew: float = SLEW_S) -> None:
+        if not 0 < seek_threshold <= slew:
+            raise ValueError(f"need 0 < seek_threshold <= slew, got {seek_threshold} and {slew}")
+        self.seek_threshold = seek_threshold
+        self.slew = slew
+        self.playing = False
+        self.seeks = 0
+        self._base: float | None = None  # the estimate at _base_now
+        self._base_now = 0.0
+        self._correction = 0.0  # slewed in linearly over `slew` s after _base_now
+
+    def update(self, t_ref: float, playing: bool, now: float) -> bool:
+        """Take a clock message received at `now`; True if it was taken as a seek (a discontinuity)."""
+        if self._base is None:
+            return self._snap(t_ref, playing, now, seek=False)
+        estimate = self._estimate(now, self._base)
+        error = t_ref - estimate
+        seek = abs(error) > self.seek_threshold
+        if seek or not playing or playing != self.playing:
+            return self._snap(t_ref, playing, now, seek)
+        self._base, self._base_now, self._correction = estimate, now, error
+        return False
+
+    def ref_time(self, now: float) -> float | None:
+        """The dancer video's media time at `now`, or None before the first message."""
+        return None if self._base is None else self._estimate(now, self._base)
+
+    def _estimate(self, now: float, base: float) -> float:
+        if not self.playing:
+            return base
+        dt = max(0.0, now - self._base_now)
+        return base + dt + self._correction * min(1.0, dt / self.slew)
+
+    def _snap(self, t_ref: float, playing: bool, now: float, seek: bool) -> bool:
+        self._base, self._base_now, self._correction, self.playing = t_ref, now, 0.0, playing
+        self.seeks += seek
+        return seek
+
+
+_UNSEEN, _TAKEN, _SKIPPED, _DROPPED = 0, 1, 2, 3
+
+
+class TickSampler:
+    """Pick, from a stream of webcam frames, one frame per dancer tick k (at k / fps s of the dancer video).
+
+    `take(ref)` returns k = floor(ref * fps) the first time the reference time reaches tick k. Each tick is
+    returned at most once, ever, so the session CSV has unique ticks.
+
+    Counters, with `elapsed == taken + skipped`, each tick counted at most once:
+    * `taken`: ticks returned by `take` and not given back with `mark_skipped`;
+    * `skipped`: ticks the reference time passed over during normal play without a frame landing on them,
+      plus ticks given back with `mark_skipped`.
+
+    A move forward of more than `seek_threshold` s, any move backwards, the first frame and the first frame
+    after `note_seek()` are seeks: the ticks jumped over are not counted. The default threshold (1 s) is above
+    the seek threshold of `ReferenceClock` so that a webcam stall of up to a second still counts its ticks as
+    skipped; call `note_seek()` when the clock reports a seek (`ReferenceClock.update` returns True) to catch
+    smaller ones. A tick skipped earlier may still be taken when a backward seek replays it.
+    """
+
+    def __init__(
+        self, fps: float, total_ticks: int, seek_threshold: float = SAMPLER_SEEK_THRESHOLD_S
+    ) -> None:
+        if not fps > 0 or total_ticks < 0 or not seek_threshold > 0:
+            raise ValueError(f"need fps > 0, total_ticks >= 0, seek_threshold > 0, got {fps}, {total_ticks}")
+        self.fps = fps
+        self.total_ticks = total_ticks
+        self.seek_threshold = seek_threshold
+        self.taken = 0
+        self.skipped = 0
+        self._state = bytearray(total_ticks)
+        self._last_ref: float | None = None
+
+    @property
+    def elapsed(self) -> int:
+        """Ticks decided so far: taken or skipped."""
+        return self.taken + self.skipped
+
+    def tick_at(self, ref_time: float) -> int:
+        """The tick whose time has most recently been reached at `ref_time` (may be < 0 or >= total_ticks)."""
+        return math.floor(ref_time * self.fps + 1e-9)
+
+    def take(self, ref_time: float | None) -> int | None:
+        """The tick this frame samples (reference time `ref_time` s), or None: nothing new, or no time yet."""
+        if ref_time is None:
+            return None
+        last, self._last_ref = self._last_ref, ref_time
+        k = self.tick_at(ref_time)
+        if last is not None and 0 <= ref_time - last <= self.seek_threshold:
+            self._skip_range(self.tick_at(last) + 1, k)
+        if not 0 <= k < self.total_ticks or self._state[k] not in (_UNSEEN, _SKIPPED):
+            return None
+        self.skipped -= self._state[k] == _SKIPPED
+        self._state[k] = _TAKEN
+        self.taken += 1
+        return k
+
+    def mark_skipped(self, tick: int) -> None:
+        """Give back a taken tick that will not be processed (a newer one replaced it); it is not retaken."""
+        if not 0 <= tick < self.total_ticks or self._state[tick] != _TAKEN:
+            raise ValueError(f"tick {tick} is not a taken tick")
+        self._state[tick] = _DROPPED
+        self.taken -= 1
+        self.skipped += 1
+
+    def note_seek(self) -> None:
+        """Treat the next frame as landing after a seek: the ticks before it are not counted as skipped."""
+        self._last_ref = None
+
+    def _skip_range(self, start: int, stop: int) -> None:
+        for k in range(max(0, start), min(stop, self.total_ticks)):
+            if self._state[k] == _UNSEEN:
+                self._state[k] = _SKIPPED
+                self.skipped += 1
