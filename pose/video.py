@@ -37,8 +37,12 @@ class VideoInfo:
 def open_video(path: Path) -> av.container.InputContainer:
     if not Path(path).is_file():
         raise VideoError(f"{path}: no such file")
+    if Path(path).stat().st_size == 0:
+        raise VideoError(f"{path}: empty file")
     try:
         container = av.open(str(path), options=OPEN_OPTIONS)
+    except av.EOFError as exc:
+        raise VideoError(f"{path}: video has zero length (no frames)") from exc
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise VideoError(f"{path}: not a readable video ({exc})") from exc
     if not container.streams.video:

@@ -1,0 +1,29 @@
+"""What the figures were measured on, stored with every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+
+def describe() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": version("tensorflow-cpu"),
+        "aiortc": version("aiortc"),
+        "av": version("av"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,88 @@
+"""Offline benchmark: where each millisecond of an extraction tick goes, on the sample video.
+
+Prints and writes bench/results/offline.json. All figures come from one run on one machine:
+  forward_ms      raw network time per frame, each model alone (median over repeated runs)
+  per_tick_ms     a full extraction at F=10 with the annotated MP4 (what `make run` does), split by stage
+  overhead_ratio  extraction time per tick ÷ (pose forward + SSD forward)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.machine import describe
+from pose import assets
+from pose.pipeline import Models, extract_video, load_models
+from pose.ticks import sample_ticks, tick_count
+from pose.types import Detections
+from pose.video import iter_frames, probe_video
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def forward_times(models: Models, frames: list[np.ndarray], repeats: int) -> dict[str, float]:
+    """Median ms per frame of each network alone, after a warm-up."""
+    pose_ms, ssd_ms = [], []
+    for image in frames[:3]:
+        models.pose.forward(image, Detections.empty())
+        models.detector.forward(image)
+    for _ in range(repeats):
+        for image in frames:
+            t0 = time.perf_counter()
+            models.pose.forward(image, Detections.empty())
+            t1 = time.perf_counter()
+            models.detector.forward(image)
+            t2 = time.perf_counter()
+            pose_ms.append((t1 - t0) * 1000)
+            ssd_ms.append((t2 - t1) * 1000)
+    return {"pose": statistics.median(pose_ms), "ssd": statistics.median(ssd_ms)}
+
+
+def run(video: Path, fps: float) -> dict[str, Any]:
+    models = load_models()
+    info = probe_video(video)
+    total = tick_count(info.duration_s, fps)
+    sample = [f.to_ndarray(format="bgr24") for k, f in sample_ticks(iter_frames(video), 1, 20) if k % 2 == 0]
+    forward = forward_times(models, sample, repeats=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = extract_video(video, fps, Path(tmp) / "out.csv", models, annotated=Path(tmp) / "out.mp4")
+    per_tick = {name: s / result.ticks * 1000 for name, s in result.timings.items()}
+    tick_ms = result.seconds / result.ticks * 1000
+    model_ms = forward["pose"] + forward["ssd"]
+    return {
+        "machine": describe(),
+        "video": {"name": video.name, "width": info.width, "height": info.height,
+                  "duration_s": float(info.duration_s), "fps": fps, "ticks": total},  # fmt: skip
+        "forward_ms": forward,
+        "per_tick_ms": per_tick | {"total": tick_ms},
+        "share": {name: ms / tick_ms for name, ms in per_tick.items()},
+        "ticks_per_s": 1000 / tick_ms,
+        "realtime_ratio": 1000 / tick_ms / fps,
+        "overhead_ratio": tick_ms / model_ms,
+        "main_found_share": result.found / result.ticks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", type=Path, default=assets.SAMPLE_VIDEO.path())
+    parser.add_argument("--fps", type=float, default=10)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    figures = run(args.video, args.fps)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "offline.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

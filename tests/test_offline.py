@@ -1,0 +1,146 @@
+"""The offline pipeline end to end: real models on the real sample footage, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
+from pose.parts import BodyPart
+from pose.pipeline import Models, extract_video
+from tests.media import write_indexed_clip
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pose", *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def vtest_csv(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Path:
+    out = tmp_path_factory.mktemp("extract") / "vtest.csv"
+    done = run_cli("extract", sample_video, "--fps", "2", "--out", out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_extract_sample_at_2_fps_has_one_main_row_per_tick(vtest_csv: Path) -> None:
+    frame = read_keypoints_csv(vtest_csv)
+    main = frame[frame["person"] == 0]
+    assert main["tick"].tolist() == list(range(159))
+    assert np.allclose(main["time_s"], np.arange(159) / 2)
+    found = main[[c for c in CSV_COLUMNS if c.endswith("_score")]].notna().any(axis=1)
+    assert found.mean() > 0.8, f"main dancer found on only {found.mean():.0%} of ticks"
+    assert (frame["person"] > 0).any(), "vtest.avi has several people: others must be written too"
+    assert not frame.duplicated(["tick", "person"]).any()
+
+
+def test_csv_round_trip_gives_the_written_numbers(vtest_csv: Path) -> None:
+    text_rows = vtest_csv.read_text().splitlines()
+    assert text_rows[0].split(",") == list(CSV_COLUMNS)
+    frame = pd.read_csv(vtest_csv)
+    for line, (_, row) in zip(text_rows[1:50], frame.head(49).iterrows(), strict=True):
+        cells = line.split(",")
+        for cell, value in zip(cells, row.tolist(), strict=True):
+            assert (cell == "" and np.isnan(value)) or float(cell) == value
+    xy = frame[[c for c in CSV_COLUMNS if c.endswith(("_x", "_y"))]].to_numpy()
+    assert np.nanmin(xy) >= 0 and np.nanmax(xy) <= 1
+    ticks, xy_main, conf = main_dancer_arrays(frame)
+    assert xy_main.shape == (159, 18, 2) and conf.shape == (159, 18)
+    assert np.array_equal(np.isnan(xy_main[..., 0]), conf == 0)
+
+
+def test_image_json_on_a_solo_player(tmp_path: Path, solo_image: Path) -> None:
+    drawn = tmp_path / "messi.png"
+    done = run_cli("image", solo_image, "--json", "--annotated", drawn)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["width"], report["height"]) == (548, 342)
+    assert report["persons"] and report["detections"]
+    main = report["persons"][0]
+    assert main["id"] == 0 and len(main["box"]) == 4
+    assert list(main["keypoints"]) == [p.key for p in BodyPart]
+    for value in main["keypoints"].values():
+        assert value is None or (len(value) == 3 and 0 <= value[0] <= 548 and 0 <= value[1] <= 342)
+    assert report["detections"][0]["label"] == "person"
+    assert drawn.stat().st_size > 10_000
+
+
+def test_two_players_give_two_skeletons_and_two_boxes(pair_image: Path) -> None:
+    done = run_cli("image", pair_image, "--json")
+    report = json.loads(done.stdout)
+    assert len(report["detections"]) == 2
+    full = [p for p in report["persons"] if sum(v is not None for v in p["keypoints"].values()) >= 8]
+    assert len(full) == 2
+    # The main dancer is the skeleton in the largest box.
+    big = report["detections"][0]["box"]
+    nose_or_neck = report["persons"][0]["keypoints"]["neck"] or report["persons"][0]["keypoints"]["nose"]
+    assert big[0] <= nose_or_neck[0] <= big[2] and big[1] <= nose_or_neck[1] <= big[3]
+
+
+def test_annotated_video_keeps_the_audio(tmp_path: Path, models: Models) -> None:
+    clip = write_indexed_clip(tmp_path / "tone.mp4", [Fraction(i, 25) for i in range(50)], audio_seconds=2.0)
+    out_csv, out_mp4 = tmp_path / "tone.csv", tmp_path / "tone_annotated.mp4"
+    result = extract_video(clip, 5, out_csv, models, annotated=out_mp4)
+    assert result.ticks == 10
+    with av.open(str(out_mp4)) as container:
+        assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
+        assert sum(1 for _ in container.decode(video=0)) == 10
+        seconds = sum(f.samples for f in container.decode(audio=0)) / 48000
+    assert seconds == pytest.approx(2.0, abs=0.05)
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    image = tmp_path / "broken.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    header_only = tmp_path / "zero.mkv"  # a valid container whose video stream has no frames
+    with av.open(str(header_only), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    files = {"text": text, "empty": empty, "image": image, "zero": header_only}
+    return files | {"missing": tmp_path / "nope.mp4"}
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "message"),
+    [
+        ("missing", [], "no such file"),
+        ("text", [], "not a readable video"),
+        ("empty", [], "empty file"),
+        ("zero", [], "zero length"),
+        ("image", [], "not a readable video"),
+        ("sample", ["--fps", "0"], "must be a number > 0"),
+        ("sample", ["--fps", "-3"], "must be a number > 0"),
+    ],
+)
+def test_bad_video_input_fails_cleanly(
+    tmp_path: Path, sample_video: Path, case: str, extra: list[str], message: str
+) -> None:
+    video = sample_video if case == "sample" else _bad_inputs(tmp_path)[case]
+    out = tmp_path / "out.csv"
+    done = run_cli("extract", video, "--out", out, *(extra or ["--fps", "5"]))
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr  # argparse adds a usage line
+    assert list(tmp_path.glob("out.csv*")) == []
+
+
+@pytest.mark.parametrize("case", ["missing", "image", "text"])
+def test_bad_image_input_fails_cleanly(tmp_path: Path, case: str) -> None:
+    done = run_cli("image", _bad_inputs(tmp_path)[case], "--json")
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
