@@ -60,8 +60,14 @@ def run(video: Path, fps: float) -> dict[str, Any]:
     model_ms = forward["pose"] + forward["ssd"]
     return {
         "machine": describe(),
-        "video": {"name": video.name, "width": info.width, "height": info.height,
-                  "duration_s": float(info.duration_s), "fps": fps, "ticks": total},  # fmt: skip
+        "video": {
+            "name": video.name,
+            "width": info.width,
+            "height": info.height,
+            "duration_s": float(info.duration_s),
+            "fps": fps,
+            "ticks": total,
+        },
         "forward_ms": forward,
         "per_tick_ms": per_tick | {"total": tick_ms},
         "share": {name: ms / tick_ms for name, ms in per_tick.items()},

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -167,8 +166,6 @@ def _tar_read(t: tarfile.TarFile, member: str) -> bytes:
     if f is None:
         raise AssetError(f"{member} is not a regular file in the archive")
     return f.read()
-
-
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter buries our own messages
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 
 class FrozenGraph:
@@ -26,9 +26,7 @@ class FrozenGraph:
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name="")
         threads = threads or os.cpu_count() or 1
-        config = tf.compat.v1.ConfigProto(
-            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
-        )
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
 
     def run(self, outputs: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:

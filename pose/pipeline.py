@@ -12,16 +12,19 @@ import numpy as np
 
 from pose import assets
 from pose.backends import PoseBackend
+from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.detector import PersonDetector
 from pose.draw import draw_analysis
 from pose.tfpose import TfPoseBackend
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
-from pose.types import FrameAnalysis
+from pose.types import Detections, FrameAnalysis
 from pose.video import AnnotatedWriter, VideoError, iter_frames, probe_video
 
 log = logging.getLogger(__name__)
+
+DETECT_INTERVAL_S = 0.5  # offline person-detector cadence; boxes are interpolated in between
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,15 @@ class FrameAnalyzer:
         self.models = models
         self._tracker = PersonTracker()
 
-    def analyze(self, image_bgr: np.ndarray) -> FrameAnalysis:
-        """image_bgr: (h, w, 3) uint8. Returns the people with the main dancer first; `timings` in seconds."""
+    def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
+        """image_bgr: (h, w, 3) uint8; `people` are person boxes if already known (else the detector runs).
+
+        Returns the people with the main dancer first; `timings` in seconds per stage.
+        """
         clock = _Stopwatch()
-        raw_boxes = self.models.detector.forward(image_bgr)
-        clock.lap("ssd_forward")
-        people = self.models.detector.decode(raw_boxes)
+        if people is None:
+            people = self.models.detector.detect(image_bgr)
+            clock.lap("ssd_forward")
         output = self.models.pose.forward(image_bgr, people)
         clock.lap("pose_forward")
         poses = self.models.pose.decode(output)
@@ -104,25 +110,36 @@ def extract_video(
     models: Models,
     annotated: Path | None = None,
     progress: Progress | None = None,
+    detect_interval_s: float = DETECT_INTERVAL_S,
 ) -> ExtractResult:
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
-    Outputs appear only when the whole video was processed; on any error nothing is left behind.
+    The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
+    runs (they only pick the main dancer and are drawn). Outputs appear only when the whole video was
+    processed; on any error nothing is left behind.
     """
     info = probe_video(video)
     total = tick_count(info.duration_s, fps)
     analyzer = FrameAnalyzer(models)
+    clock = _Stopwatch()
+
+    def detect(image: np.ndarray) -> Detections:
+        clock.lap("decode")
+        found = models.detector.detect(image)
+        clock.lap("ssd_forward")
+        return found
+
+    images = ((k, frame.to_ndarray(format="bgr24")) for k, frame in sample_ticks(iter_frames(video), fps, total))
+    every = max(1, round(detect_interval_s * fps))
     found = done = 0
     started = time.perf_counter()
     writer = AnnotatedWriter(annotated, info, fps) if annotated else None
     try:
         with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
             csv_writer = KeypointCsvWriter(stream)
-            clock = _Stopwatch()
-            for k, frame in sample_ticks(iter_frames(video), fps, total):
-                image = frame.to_ndarray(format="bgr24")
-                clock.lap("decode")  # demux + decode + colour conversion since the previous tick
-                analysis = analyzer.analyze(image)
+            for k, image, people in detect_every(images, total, every, detect):
+                clock.lap("decode")  # demux + decode + colour conversion since the previous lap
+                analysis = analyzer.analyze(image, people)
                 clock.restart()
                 csv_writer.append(k, float(tick_time(k, fps)), analysis)
                 clock.lap("csv")

@@ -76,7 +76,7 @@ def _duration(container: av.container.InputContainer) -> Fraction:
         if packet.pts is not None:
             end = max(end, packet.pts + (packet.duration or 0))
     container.seek(0)
-    return (end - (stream.start_time or 0)) * (stream.time_base or 0)
+    return Fraction(end - (stream.start_time or 0)) * (stream.time_base or 0)
 
 
 def iter_frames(path: Path) -> Iterator[tuple[Fraction, av.VideoFrame]]:
@@ -84,12 +84,14 @@ def iter_frames(path: Path) -> Iterator[tuple[Fraction, av.VideoFrame]]:
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        start = stream.start_time or 0
+        start = stream.start_time
         try:
             for frame in container.decode(stream):
-                if frame.pts is None:
+                if frame.pts is None or frame.time_base is None:
                     continue
-                yield (frame.pts - start) * frame.time_base, frame
+                if start is None:
+                    start = frame.pts
+                yield Fraction(frame.pts - start) * frame.time_base, frame
         except av.FFmpegError as exc:
             # A truncated file still gives every frame before the damage; say so instead of failing silently.
             log.warning("%s: decoding stopped early: %s", path, exc)

@@ -21,7 +21,11 @@ from tests.media import write_indexed_clip
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pose", *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-m", "pose", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -55,6 +59,7 @@ def test_csv_round_trip_gives_the_written_numbers(vtest_csv: Path) -> None:
     xy = frame[[c for c in CSV_COLUMNS if c.endswith(("_x", "_y"))]].to_numpy()
     assert np.nanmin(xy) >= 0 and np.nanmax(xy) <= 1
     ticks, xy_main, conf = main_dancer_arrays(frame)
+    assert ticks.tolist() == list(range(159))
     assert xy_main.shape == (159, 18, 2) and conf.shape == (159, 18)
     assert np.array_equal(np.isnan(xy_main[..., 0]), conf == 0)
 

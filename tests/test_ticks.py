@@ -14,7 +14,15 @@ from tests.media import read_index, write_indexed_clip
 
 @pytest.mark.parametrize(
     ("duration", "fps", "expected"),
-    [(79.5, 10, 795), (79.5, 5, 398), (79.5, 2, 159), (21, 10, 210), (1.0, 3, 3), (0.0, 10, 0), (0.01, 10, 1)],
+    [
+        (79.5, 10, 795),
+        (79.5, 5, 398),
+        (79.5, 2, 159),
+        (21, 10, 210),
+        (1.0, 3, 3),
+        (0.0, 10, 0),
+        (0.01, 10, 1),
+    ],
 )
 def test_tick_count(duration: float, fps: float, expected: int) -> None:
     assert tick_count(duration, fps) == expected
@@ -28,7 +36,12 @@ def test_tick_count_rejects_bad_rates(fps: float) -> None:
 
 def test_each_tick_takes_the_frame_on_screen() -> None:
     frames = [(Fraction(t), t) for t in (0, Fraction(1, 4), Fraction(1, 2), Fraction(3, 2))]
-    assert list(sample_ticks(frames, fps=2, total=4)) == [(0, 0), (1, Fraction(1, 2)), (2, Fraction(1, 2)), (3, 1.5)]
+    assert list(sample_ticks(frames, fps=2, total=4)) == [
+        (0, 0),
+        (1, Fraction(1, 2)),
+        (2, Fraction(1, 2)),
+        (3, 1.5),
+    ]
 
 
 def test_a_frame_exactly_on_a_tick_is_used_for_that_tick() -> None:
