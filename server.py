@@ -1,0 +1,155 @@
+"""dancesync's server: the page, the reference library API and live WebRTC sessions (issue 3).
+
+    python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data]
+
+Only wiring lives here: settings, app state, routes, start-up and shutdown. The handlers are in stream.api.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or it segfaults)
+import av
+from aiohttp import web
+
+from pose.pipeline import FrameAnalyzer, Models, load_models
+from stream.api import ReferencesApi, SessionsApi
+from stream.live import SessionRegistry
+from stream.references import ReferenceJobs, ReferenceLibrary
+from stream.session import Analyzer, DancerPoses, LiveSession
+
+log = logging.getLogger("server")
+
+ROOT = Path(__file__).resolve().parent
+SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how much the server takes on.
+
+    live_workers: threads for live inference, shared by all sessions (each session has at most one analysis in
+        flight). On 2 cores, 2 workers give two sessions 103 ms per analysis each vs 131 ms with 1 worker: TF's
+        intra-op threads leave gaps that a second session fills.
+    retention_s: how long an ended session's CSVs stay downloadable.
+    seed_video: built into the library at start-up when the library is empty (None: don't seed).
+    """
+
+    data_dir: Path = ROOT / "data"
+    web_dir: Path = ROOT / "web"
+    seed_video: Path | None = None
+    seed_fps: float = 10.0
+    max_upload_bytes: int = 500 * 2**20
+    max_duration_s: float = 20 * 60
+    live_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    max_sessions: int = 4
+    retention_s: float = 3600.0
+
+    @property
+    def references_dir(self) -> Path:
+        return self.data_dir / "references"
+
+
+LIBRARY = web.AppKey("library", ReferenceLibrary)
+JOBS = web.AppKey("jobs", ReferenceJobs)
+SESSIONS = web.AppKey("sessions", SessionRegistry)
+LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
+JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
+
+
+def create_app(
+    settings: Settings, models: Models, analyzer: Callable[[Models], Analyzer] = FrameAnalyzer
+) -> web.Application:
+    """The application; `models` are loaded by the caller (once per process), `analyzer` makes one per session."""
+    app = web.Application()
+    app[LIBRARY] = library = ReferenceLibrary(settings.references_dir)
+    app[LIVE_POOL] = live_pool = concurrent.futures.ThreadPoolExecutor(
+        settings.live_workers, thread_name_prefix="live-inference"
+    )
+    app[JOB_POOL] = job_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference-job")
+    app[JOBS] = jobs = ReferenceJobs(library, models, job_pool)
+    app[SESSIONS] = registry = SessionRegistry(settings.retention_s, settings.max_sessions)
+
+    def new_session(dancer: DancerPoses, fps: float | None, mirror: bool) -> LiveSession[av.VideoFrame]:
+        return LiveSession(dancer, analyzer(models), fps, mirror, detect=models.detector.detect)
+
+    references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
+    sessions = SessionsApi(library, registry, live_pool, new_session)
+    app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
+    app.cleanup_ctx.append(_lifecycle(settings))
+    return app
+
+
+def _page_routes(web_dir: Path) -> list[web.AbstractRouteDef]:
+    async def index(request: web.Request) -> web.FileResponse:
+        page = web_dir / "index.html"
+        if not page.is_file():
+            raise web.HTTPNotFound(text="the page is not installed (web/index.html)")
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    return [web.get("/", index), web.static("/static", web_dir)]
+
+
+def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        library, jobs, registry = app[LIBRARY], app[JOBS], app[SESSIONS]
+        library.clear_leftovers()
+        _seed(library, jobs, settings)
+        purger = asyncio.create_task(registry.purge_forever(), name="session-purger")
+        yield
+        purger.cancel()
+        await registry.close_all()
+        await jobs.close()
+        for pool in (app[LIVE_POOL], app[JOB_POOL]):
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    return lifecycle
+
+
+def _seed(library: ReferenceLibrary, jobs: ReferenceJobs, settings: Settings) -> None:
+    """Give a new user something to dance to: build the sample video in the background if the library is empty."""
+    if settings.seed_video is None or library.list():
+        return
+    if not settings.seed_video.is_file():
+        log.warning("library is empty and the sample %s is missing; run `python -m pose fetch`", settings.seed_video)
+        return
+    job = jobs.submit(settings.seed_video, SAMPLE_TITLE, settings.seed_fps, remove_source=False)
+    log.info("library is empty: building %s in the background (job %s)", settings.seed_video.name, job.id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python server.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="models, samples and the library")
+    parser.add_argument("--live-workers", type=int, default=Settings().live_workers, help="live inference threads")
+    parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    level = (logging.INFO, logging.DEBUG)[min(args.verbose, 1)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        for noisy in ("aioice", "aiortc"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    data_dir = args.data_dir.resolve()
+    seed = None if args.no_seed else data_dir / "samples" / "vtest.avi"
+    settings = Settings(data_dir=data_dir, seed_video=seed, live_workers=max(1, args.live_workers))
+    log.info("loading models from %s", data_dir / "models")
+    models = load_models(data_dir)
+    web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""HTTP handlers of the JSON/CSV API (issue 3); `server.py` wires them to routes and owns their lifetimes.
+
+Errors are JSON `{"error": message}` with a 4xx/5xx status; the messages are meant for the page's user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+from aiohttp import BodyPartReader, web
+
+from pose.video import VideoError, probe_video
+from stream.live import OfferError, SessionRegistry, SessionRunner, parse_offer
+from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps
+from stream.session import DancerPoses, LiveSession
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+FIELD_LIMIT = 1024  # bytes of a non-file form field
+DEFAULT_FPS = 10.0
+MAX_TITLE = 120
+
+SessionFactory = Callable[[DancerPoses, float | None, bool], LiveSession[av.VideoFrame]]
+
+
+def api_error(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
+    return cls(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
+
+
+class ReferencesApi:
+    """`/api/references…` and `/api/jobs/…`: list, upload (a background build), serve video and CSV."""
+
+    def __init__(
+        self, library: ReferenceLibrary, jobs: ReferenceJobs, max_upload_bytes: int, max_duration_s: float
+    ) -> None:
+        self.library = library
+        self.jobs = jobs
+        self.max_upload_bytes = max_upload_bytes
+        self.max_duration_s = max_duration_s
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/references", self.list_references),
+            web.post("/api/references", self.upload),
+            web.get("/api/references/{id}/video", self.video),
+            web.get("/api/references/{id}/keypoints.csv", self.keypoints),
+            web.get("/api/jobs", self.list_jobs),
+            web.get("/api/jobs/{job}", self.job),
+        ]
+
+    async def list_references(self, request: web.Request) -> web.Response:
+        references = await asyncio.to_thread(self.library.list)
+        return web.json_response([meta.summary() for meta in references])
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        """Jobs still queued or running (e.g. the sample being seeded), so a page can say so."""
+        return web.json_response([{"job": job.id, "title": job.title, **job.to_json()} for job in self.jobs.pending()])
+
+    async def job(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["job"])
+        if job is None:
+            raise api_error(web.HTTPNotFound, "no such job")
+        return web.json_response(job.to_json())
+
+    async def video(self, request: web.Request) -> web.FileResponse:
+        meta = self._reference(request)
+        return web.FileResponse(self.library.video_path(meta.id), headers={"Cache-Control": "public, max-age=3600"})
+
+    async def keypoints(self, request: web.Request) -> web.FileResponse:
+        meta = self._reference(request)
+        return web.FileResponse(self.library.csv_path(meta.id), headers={"Content-Type": "text/csv; charset=utf-8"})
+
+    def _reference(self, request: web.Request) -> ReferenceMeta:
+        meta = self.library.get(request.match_info["id"])
+        if meta is None:
+            raise api_error(web.HTTPNotFound, "no such reference")
+        return meta
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """multipart/form-data: `video` (the file), optional `title` and `fps` → 202 {"id", "job"}."""
+        if request.content_type != "multipart/form-data":
+            raise api_error(web.HTTPBadRequest, "send multipart/form-data with a 'video' file field")
+        if request.content_length is not None and request.content_length > self.max_upload_bytes + CHUNK:
+            raise self._too_large(request.content_length)
+        path = self.library.upload_path()
+        try:
+            fields, filename = await self._receive(request, path)
+            title, fps = _title(fields.get("title"), filename), _fps(fields.get("fps"))
+            await self._check_video(path)
+            job = self.jobs.submit(path, title, fps, remove_source=True)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        log.info("upload %r (%d bytes) → reference %s, job %s", title, path.stat().st_size, job.reference, job.id)
+        return web.json_response({"id": job.reference, "job": job.id}, status=202)
+
+    async def _receive(self, request: web.Request, path: Path) -> tuple[dict[str, str], str | None]:
+        """Stream the `video` part to `path` (size-limited) and collect the small fields."""
+        fields: dict[str, str] = {}
+        filename: str | None = None
+        got_video = False
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
+                if part.name == "video" and not got_video:
+                    filename, got_video = part.filename, True
+                    await self._save(part, path)
+                elif part.name in ("title", "fps"):
+                    fields[part.name] = await _small_field(part)
+                else:
+                    await part.release()
+        except ValueError as exc:  # a malformed multipart body
+            raise api_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from None
+        if not got_video:
+            raise api_error(web.HTTPBadRequest, "the form has no 'video' file field")
+        return fields, filename
+
+    async def _save(self, part: BodyPartReader, path: Path) -> None:
+        size = 0
+        with path.open("wb") as out:
+            while chunk := await part.read_chunk(CHUNK):
+                size += len(chunk)
+                if size > self.max_upload_bytes:
+                    raise self._too_large(size)
+                out.write(chunk)
+        if size == 0:
+            raise api_error(web.HTTPBadRequest, "the video file is empty")
+
+    def _too_large(self, size: int) -> web.HTTPException:
+        limit_mb = self.max_upload_bytes / 2**20
+        return api_error(
+            web.HTTPRequestEntityTooLarge,
+            f"the video is larger than the {limit_mb:g} MB limit",
+            max_size=self.max_upload_bytes,
+            actual_size=size,
+        )
+
+    async def _check_video(self, path: Path) -> None:
+        try:
+            info = await asyncio.to_thread(probe_video, path)
+        except VideoError as exc:
+            raise api_error(web.HTTPBadRequest, "not a readable video: " + str(exc).split(": ", 1)[-1]) from None
+        if info.duration_s > self.max_duration_s:
+            raise api_error(web.HTTPBadRequest, f"the video is longer than {self.max_duration_s / 60:g} minutes")
+
+
+async def _small_field(part: BodyPartReader) -> str:
+    data = b""
+    while chunk := await part.read_chunk(FIELD_LIMIT):
+        data += chunk
+        if len(data) > FIELD_LIMIT:
+            raise api_error(web.HTTPBadRequest, f"form field '{part.name}' is too long")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise api_error(web.HTTPBadRequest, f"form field '{part.name}' is not UTF-8 text") from None
+
+
+def _title(text: str | None, filename: str | None) -> str:
+    title = " ".join((text or "").split()) or Path(filename or "").stem or "Untitled"
+    return title[:MAX_TITLE]
+
+
+def _fps(text: str | None) -> float:
+    if text is None or not text.strip():
+        return DEFAULT_FPS
+    try:
+        return validate_fps(float(text))
+    except ValueError:
+        raise api_error(web.HTTPBadRequest, f"fps must be a number in (0, 60], got {text[:20]!r}") from None
+
+
+class SessionsApi:
+    """`POST /api/offer` (start a live session) and the token-protected session exports."""
+
+    def __init__(
+        self,
+        library: ReferenceLibrary,
+        registry: SessionRegistry,
+        executor: concurrent.futures.Executor,
+        new_session: SessionFactory,
+    ) -> None:
+        self.library = library
+        self.registry = registry
+        self.executor = executor
+        self.new_session = new_session
+        self._dancers: dict[str, DancerPoses] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/offer", self.offer),
+            web.get("/api/sessions/{session}/keypoints.csv", self.keypoints),
+            web.get("/api/sessions/{session}/scores.csv", self.scores),
+        ]
+
+    async def offer(self, request: web.Request) -> web.Response:
+        """{"sdp", "type": "offer", "reference", "fps"?, "mirror"?} → {"sdp", "type", "session", "token"}."""
+        try:
+            offer = parse_offer(await request.json())
+        except (ValueError, UnicodeDecodeError) as exc:  # OfferError, or a body that is not JSON
+            message = str(exc) if isinstance(exc, OfferError) else "the body must be JSON"
+            raise api_error(web.HTTPBadRequest, message) from None
+        meta = self.library.get(offer.reference)
+        if meta is None:
+            raise api_error(web.HTTPNotFound, "no such reference")
+        dancer = await self._dancer(meta)
+        try:
+            session = self.new_session(dancer, offer.fps, offer.mirror)
+        except ValueError as exc:  # fps that does not divide the reference's tick rate
+            raise api_error(web.HTTPBadRequest, str(exc)) from None
+        self.registry.purge(asyncio.get_running_loop().time())
+        if len(self.registry.live()) >= self.registry.max_live:
+            raise api_error(web.HTTPServiceUnavailable, "the server is busy with other sessions; try again later")
+        runner = SessionRunner(session, self.executor)
+        try:
+            answer = await runner.answer(offer.sdp)
+        except OfferError as exc:
+            await runner.close(f"bad offer: {exc}")
+            raise api_error(web.HTTPBadRequest, str(exc)) from None
+        except BaseException:
+            await runner.close("failed to answer")
+            raise
+        self.registry.add(runner)
+        log.info("session %s: reference %s at %g ticks/s, mirror %s", runner.id, meta.id, session.fps, offer.mirror)
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": runner.id, "token": runner.token})
+
+    async def keypoints(self, request: web.Request) -> web.Response:
+        runner = self._authorised(request)
+        return _csv(runner.session.keypoints_csv(), f"dancesync-{runner.id}-keypoints.csv")
+
+    async def scores(self, request: web.Request) -> web.Response:
+        runner = self._authorised(request)
+        return _csv(runner.session.scores_csv(), f"dancesync-{runner.id}-scores.csv")
+
+    def _authorised(self, request: web.Request) -> SessionRunner:
+        """The session, if the request carries its token; 403 without a token, 404 for a wrong token or id
+        alike (so neither reveals whether a session exists)."""
+        token = _token(request)
+        if not token:
+            raise api_error(web.HTTPForbidden, "a session token is required (Authorization: Bearer <token>)")
+        runner = self.registry.get(request.match_info["session"])
+        expected = runner.token if runner is not None else "-" * 43  # compare anyway: same timing
+        if not hmac.compare_digest(token.encode(), expected.encode()) or runner is None:
+            raise api_error(web.HTTPNotFound, "no such session, or the token does not match")
+        return runner
+
+    async def _dancer(self, meta: ReferenceMeta) -> DancerPoses:
+        dancer = self._dancers.get(meta.id)
+        if dancer is None:
+            path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
+            dancer = await asyncio.to_thread(DancerPoses.from_csv, path, meta.fps, aspect)
+            self._dancers[meta.id] = dancer
+        return dancer
+
+
+def _token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("token", "")
+
+
+def _csv(text: str, filename: str) -> web.Response:
+    headers = {"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{filename}"'}
+    return web.Response(text=text, content_type="text/csv", headers=headers)

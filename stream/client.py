@@ -1,0 +1,336 @@
+"""A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
+
+    python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--fps F]
+
+The clock starts at 0 when the first webcam frame is handed to WebRTC and runs in real time (a dancer video
+playing alongside), sent on the `control` channel 20 times a second. The returned annotated video is recorded
+and both CSVs are downloaded with the session's token. `run_session` is the same thing for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaBlackhole, MediaPlayer, MediaRecorder
+from aiortc.mediastreams import MediaStreamError
+
+from stream.live import CONTROL_LABEL, peer_connection
+
+log = logging.getLogger(__name__)
+
+CLOCK_INTERVAL_S = 0.05
+CONNECT_TIMEOUT_S = 30.0
+SETTLE_S = 1.0  # after the clock stops: time for the last analysis and its score to come back
+
+FrameHook = Callable[[av.VideoFrame, float], None]  # (frame, loop time)
+
+
+class ClientError(RuntimeError):
+    """The server refused or the connection failed; the message says why."""
+
+
+@dataclass
+class ClientResult:
+    """What one session gave back. clock_start/clock_end: the first and last clock time sent while playing (s)."""
+
+    session: str
+    token: str
+    fps: float  # the session's tick rate
+    reference_fps: float
+    clock_start: float | None = None
+    clock_end: float | None = None
+    clock_messages: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] | None = None
+    keypoints_csv: str = ""
+    scores_csv: str = ""
+    files: list[Path] = field(default_factory=list)
+
+    def elapsed_ticks(self) -> list[int]:
+        """Reference ticks of the session's tick rate whose time the clock passed while playing."""
+        if self.clock_start is None or self.clock_end is None:
+            return []
+        step = round(self.reference_fps / self.fps)
+        first = math.ceil(self.clock_start * self.fps - 1e-9)
+        last = math.floor(self.clock_end * self.fps + 1e-9)
+        return [j * step for j in range(first, last + 1)]
+
+
+class _SentTrack(MediaStreamTrack):
+    """The webcam: frames from the player, noting when the first one goes out."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, hook: FrameHook | None) -> None:
+        super().__init__()
+        self.source = source
+        self.hook = hook
+        self.first_sent = asyncio.Event()
+        self.started_at = 0.0
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await self.source.recv()
+        if not isinstance(frame, av.VideoFrame):
+            raise MediaStreamError("expected video frames")
+        now = asyncio.get_running_loop().time()
+        if not self.first_sent.is_set():
+            self.started_at = now
+            self.first_sent.set()
+        self.count += 1
+        if self.hook is not None:
+            self.hook(frame, now)
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+class _TapTrack(MediaStreamTrack):
+    """The returned track as received, counted and handed to a hook, for the recorder to read."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, hook: FrameHook | None) -> None:
+        super().__init__()
+        self.source = source
+        self.hook = hook
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await self.source.recv()
+        if not isinstance(frame, av.VideoFrame):
+            raise MediaStreamError("expected video frames")
+        self.count += 1
+        if self.hook is not None:
+            self.hook(frame, asyncio.get_running_loop().time())
+        return frame
+
+
+async def run_session(
+    server: str,
+    video: Path,
+    reference: str,
+    out_dir: Path | None = None,
+    *,
+    seconds: float | None = None,
+    fps: float | None = None,
+    mirror: bool = True,
+    on_sent: FrameHook | None = None,
+    on_received: FrameHook | None = None,
+) -> ClientResult:
+    """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
+    the video or the reference ends); with `out_dir`, save annotated.mp4, keypoints.csv and scores.csv there."""
+    base = server.rstrip("/")
+    async with aiohttp.ClientSession() as http:
+        meta = await _reference(http, base, reference)
+        limit = min(seconds or math.inf, float(meta["duration_s"]))
+        player = MediaPlayer(str(video))
+        if player.video is None:
+            raise ClientError(f"{video}: no video stream")
+        webcam = _SentTrack(player.video, on_sent)
+        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if out_dir else MediaBlackhole()
+        drains = MediaBlackhole()
+        if player.audio is not None:
+            drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
+        pc = peer_connection()
+        try:
+            result, channel, returned = await _connect(
+                http, base, pc, webcam, sink, on_received, reference, fps, mirror
+            )
+            result.reference_fps = float(meta["fps"])
+            await sink.start()
+            await drains.start()
+            await _wait_connected(pc, channel, webcam)
+            await _drive_clock(channel, webcam, limit, result)
+            await asyncio.sleep(SETTLE_S)
+            result.frames_sent, result.frames_received = webcam.count, returned[0].count if returned else 0
+        finally:
+            await pc.close()
+            webcam.stop()
+            if player.audio is not None:
+                player.audio.stop()
+            await sink.stop()
+            await drains.stop()
+        await _download(http, base, result, out_dir)
+    return result
+
+
+async def _reference(http: aiohttp.ClientSession, base: str, reference: str) -> dict[str, Any]:
+    async with http.get(f"{base}/api/references") as response:
+        await _check(response, "listing references")
+        for meta in await response.json():
+            if meta.get("id") == reference:
+                return dict(meta)
+    raise ClientError(f"the server has no reference {reference!r}")
+
+
+async def _connect(
+    http: aiohttp.ClientSession,
+    base: str,
+    pc: RTCPeerConnection,
+    webcam: _SentTrack,
+    sink: MediaRecorder | MediaBlackhole,
+    on_received: FrameHook | None,
+    reference: str,
+    fps: float | None,
+    mirror: bool,
+) -> tuple[ClientResult, RTCDataChannel, list[_TapTrack]]:
+    """Offer (control channel first, then the webcam), post it, apply the answer."""
+    channel = pc.createDataChannel(CONTROL_LABEL)
+    returned: list[_TapTrack] = []
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "video" and not returned:
+            returned.append(_TapTrack(track, on_received))
+            sink.addTrack(returned[0])
+
+    pc.addTrack(webcam)
+    await pc.setLocalDescription(await pc.createOffer())
+    body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer", "reference": reference, "mirror": mirror}
+    if fps is not None:
+        body["fps"] = fps
+    async with http.post(f"{base}/api/offer", json=body) as response:
+        await _check(response, "starting the session")
+        answer = await response.json()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    result = ClientResult(session=answer["session"], token=answer["token"], fps=0.0, reference_fps=0.0)
+    result.fps = fps or 0.0
+
+    @channel.on("message")
+    def on_message(message: str | bytes) -> None:
+        with contextlib.suppress(ValueError):
+            data = json.loads(message)
+            if isinstance(data, dict) and data.get("type") == "score":
+                result.scores.append(data)
+            elif isinstance(data, dict) and data.get("type") == "stats":
+                result.stats = data
+                result.fps = float(data.get("tick_fps", result.fps))
+
+    return result, channel, returned
+
+
+async def _wait_connected(pc: RTCPeerConnection, channel: RTCDataChannel, webcam: _SentTrack) -> None:
+    opened = asyncio.Event()
+    if channel.readyState == "open":
+        opened.set()
+    channel.on("open", opened.set)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await opened.wait()
+            await webcam.first_sent.wait()
+    except TimeoutError:
+        raise ClientError(f"no connection after {CONNECT_TIMEOUT_S:g} s (state {pc.connectionState})") from None
+
+
+async def _drive_clock(channel: RTCDataChannel, webcam: _SentTrack, limit: float, result: ClientResult) -> None:
+    """Send the clock while the webcam plays, until `limit` s of reference time; then pause."""
+    loop = asyncio.get_running_loop()
+    t = 0.0
+    while channel.readyState == "open" and webcam.readyState == "live":
+        t = loop.time() - webcam.started_at
+        if t >= limit:
+            t = limit
+            break
+        channel.send(json.dumps({"type": "clock", "t": t, "playing": True}))
+        result.clock_start = t if result.clock_start is None else result.clock_start
+        result.clock_end = t
+        result.clock_messages += 1
+        await asyncio.sleep(CLOCK_INTERVAL_S)
+    if channel.readyState == "open":
+        channel.send(json.dumps({"type": "clock", "t": t, "playing": False}))
+
+
+async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:
+    headers = {"Authorization": f"Bearer {result.token}"}
+    for name in ("keypoints.csv", "scores.csv"):
+        async with http.get(f"{base}/api/sessions/{result.session}/{name}", headers=headers) as response:
+            await _check(response, f"downloading {name}")
+            text = await response.text()
+        if name == "keypoints.csv":
+            result.keypoints_csv = text
+        else:
+            result.scores_csv = text
+        if out_dir is not None:
+            (out_dir / name).write_text(text)
+            result.files.append(out_dir / name)
+    if out_dir is not None:
+        result.files.insert(0, out_dir / "annotated.mp4")
+
+
+async def _check(response: aiohttp.ClientResponse, doing: str) -> None:
+    if response.status < 400:
+        return
+    text = await response.text()
+    with contextlib.suppress(ValueError):
+        text = str(json.loads(text).get("error", text))
+    raise ClientError(f"{doing}: HTTP {response.status}: {text[:300]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stream.client", description=__doc__.splitlines()[0])
+    parser.add_argument("video", type=Path, help="a video file to play as the webcam")
+    parser.add_argument("--reference", required=True, help="reference id (GET /api/references)")
+    parser.add_argument("--server", default="http://127.0.0.1:8080", help="server URL (default %(default)s)")
+    parser.add_argument("--out", type=Path, help="folder for annotated.mp4 and the CSVs (default: session-<id>)")
+    parser.add_argument("--seconds", type=float, help="stop after this long (default: end of video or reference)")
+    parser.add_argument("--fps", type=float, help="ticks per second (default: the reference's)")
+    parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not args.video.is_file():
+        print(f"error: {args.video}: no such file", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"session-{args.reference[:8]}")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = asyncio.run(
+            run_session(
+                args.server,
+                args.video,
+                args.reference,
+                out,
+                seconds=args.seconds,
+                fps=args.fps,
+                mirror=not args.no_mirror,
+            )
+        )
+    except (ClientError, aiohttp.ClientError, OSError, MediaStreamError, av.FFmpegError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    scores = [s["score"] for s in result.scores]
+    mean = sum(scores) / len(scores) if scores else float("nan")
+    elapsed = len(result.elapsed_ticks())
+    print(f"session {result.session}: {len(scores)} of {elapsed} ticks scored, mean score {mean:.1f}")
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

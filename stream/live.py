@@ -1,0 +1,319 @@
+"""The asyncio/aiortc shell of a live session: the peer connection, its `control` data channel, the webcam
+consumer, the inference loop (one analysis in flight, in a shared executor) and the session's end.
+
+`LiveSession` (stream.session) decides what to process; this module only moves frames, messages and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import math
+import secrets
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import SessionDescription
+
+from pose.types import FrameAnalysis
+from stream.session import LiveSession, RateMeter, TickResult
+from stream.tracks import AnnotatedTrack, LatestFrame, consume
+
+log = logging.getLogger(__name__)
+
+CONTROL_LABEL = "control"
+STATS_INTERVAL_S = 1.0
+CONNECT_TIMEOUT_S = 30.0
+
+
+class OfferError(ValueError):
+    """The offer cannot start a session; the message is for the client."""
+
+
+@dataclass(frozen=True)
+class OfferRequest:
+    """A validated `POST /api/offer` body. fps None means the reference's own tick rate."""
+
+    sdp: str
+    reference: str
+    fps: float | None
+    mirror: bool
+
+
+def parse_offer(body: object) -> OfferRequest:
+    """Validate the JSON body of `POST /api/offer` (OfferError with a message for the client otherwise)."""
+    if not isinstance(body, dict):
+        raise OfferError("expected a JSON object with sdp, type, reference")
+    sdp, kind, reference = body.get("sdp"), body.get("type"), body.get("reference")
+    fps, mirror = body.get("fps"), body.get("mirror", True)
+    if kind != "offer":
+        raise OfferError('"type" must be "offer"')
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise OfferError('"sdp" must be a non-empty string')
+    if not isinstance(reference, str) or not reference:
+        raise OfferError('"reference" must be a reference id (a string)')
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps)):
+        raise OfferError('"fps" must be a number')
+    if not isinstance(mirror, bool):
+        raise OfferError('"mirror" must be true or false')
+    check_offer_sdp(sdp)
+    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror)
+
+
+def check_offer_sdp(sdp: str) -> None:
+    """The offer must send and receive video and carry a data channel (the `control` channel)."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:  # the SDP parser raises whatever the malformed line provokes
+        raise OfferError(f'"sdp" is not a valid session description ({type(exc).__name__})') from None
+    kinds = {(m.kind, m.direction) for m in parsed.media}
+    if not any(kind == "video" for kind, _ in kinds):
+        raise OfferError("the offer has no video: add the webcam track before creating the offer")
+    if ("video", "sendrecv") not in kinds:
+        raise OfferError("the offer's video must be sendrecv: the annotated video comes back on it")
+    if not any(kind == "application" for kind, _ in kinds):
+        raise OfferError(f'the offer has no data channel: create the "{CONTROL_LABEL}" channel before the offer')
+
+
+def parse_clock(message: str | bytes) -> tuple[float, bool] | None:
+    """(t, playing) from a `{"type": "clock", "t": s, "playing": bool}` message; None for anything else."""
+    try:
+        data = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("type") != "clock":
+        return None
+    t, playing = data.get("t"), data.get("playing")
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
+        return None
+    if not isinstance(playing, bool):
+        return None
+    return float(t), playing
+
+
+def peer_connection() -> RTCPeerConnection:
+    """No STUN/TURN servers: aiortc's default would query a public STUN server; host candidates suffice here."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+class SessionRunner:
+    """Runs one `LiveSession` over one peer connection until either side ends it.
+
+    The session ends when the peer connection fails or closes, the control channel closes, or it never
+    connects within `CONNECT_TIMEOUT_S`. Then every task is cancelled, the in-flight analysis (if any) is
+    waited for, the tracks are stopped and the peer connection closed; the results stay in `session`.
+    """
+
+    def __init__(
+        self,
+        session: LiveSession[av.VideoFrame],
+        executor: concurrent.futures.Executor,
+    ) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.token = secrets.token_urlsafe(32)
+        self.session = session
+        self.pc: RTCPeerConnection | None = peer_connection()
+        self.ended_at: float | None = None  # loop time
+        self.end_reason = ""
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._inflight: concurrent.futures.Future[TickResult] | None = None
+        self._latest = LatestFrame()
+        self._output_rate = RateMeter()
+        self._tracks: list[MediaStreamTrack] = []
+        self._channel: RTCDataChannel | None = None
+        self._webcam: MediaStreamTrack | None = None
+        self._logged_error = False
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def live(self) -> bool:
+        return self.ended_at is None
+
+    async def answer(self, offer_sdp: str) -> RTCSessionDescription:
+        """Apply the offer, start the session's tasks and return the answer (OfferError if unusable)."""
+        pc = self.pc
+        if pc is None:
+            raise OfferError("the session has already ended")
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except ValueError as exc:
+            raise OfferError(f"the offer could not be applied: {exc}") from None
+        if self._webcam is None:
+            raise OfferError("the offer has no video track")
+        await pc.setLocalDescription(await pc.createAnswer())
+        self._spawn(self._inference_loop(), "inference")
+        self._spawn(self._stats_loop(), "stats")
+        self._spawn(self._connect_watchdog(), "watchdog")
+        return pc.localDescription
+
+    def end(self, reason: str) -> asyncio.Task[None]:
+        """Start closing (idempotent); the returned task finishes when the session is fully closed."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(reason), name=f"session-{self.id}-close")
+        return self._closing
+
+    async def close(self, reason: str = "closed by the server") -> None:
+        await asyncio.shield(self.end(reason))
+
+    def task_names(self) -> list[str]:
+        """Names of this session's tasks still running (for tests and diagnostics)."""
+        prefix = f"session-{self.id}-"
+        return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(prefix) and not t.done()]
+
+    # --- peer connection events
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tracks.append(track)
+        if track.kind == "video" and self._webcam is None:
+            self._webcam = track
+            self._spawn(consume(track, self._latest, self._on_frame), "webcam")
+            annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent)
+            self._tracks.append(annotated)
+            if self.pc is not None:
+                self.pc.addTrack(annotated)
+        else:
+            self._spawn(consume(track, None, None), f"drain-{track.kind}")  # unread tracks would pile up
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CONTROL_LABEL or self._channel is not None:
+            log.info("session %s: ignoring data channel %r", self.id, channel.label)
+            return
+        self._channel = channel
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self.end("control channel closed"))
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState if self.pc is not None else "closed"
+        log.debug("session %s: connection %s", self.id, state)
+        if state in ("failed", "closed"):
+            self.end(f"connection {state}")
+
+    def _on_message(self, message: str | bytes) -> None:
+        clock = parse_clock(message)
+        if clock is None:
+            log.debug("session %s: ignoring message %.80r", self.id, message)
+            return
+        self.session.on_clock(*clock, now=self._loop.time())
+
+    def _on_frame(self, frame: av.VideoFrame, now: float) -> None:
+        if self.session.on_frame(frame, now):
+            self._wake.set()
+
+    def _on_sent(self) -> None:
+        self._output_rate.add(self._loop.time())
+
+    def _annotation(self) -> FrameAnalysis | None:
+        return self.session.annotation(self._loop.time())
+
+    # --- tasks
+
+    async def _inference_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            job = self.session.take_pending()
+            if job is None:
+                continue
+            tick, frame = job
+            self._inflight = self._executor.submit(self._process, tick, frame)
+            try:
+                result = await asyncio.wrap_future(self._inflight)
+            except Exception:
+                self.session.fail(tick)
+                self._log_error(tick)
+                continue
+            self._send(self.session.record(result, self._loop.time()).message())
+
+    def _process(self, tick: int, frame: av.VideoFrame) -> TickResult:
+        return self.session.process(tick, frame.to_ndarray(format="bgr24"))
+
+    def _log_error(self, tick: int) -> None:
+        if not self._logged_error:
+            log.exception("session %s: analysis of tick %d failed (later failures are only counted)", self.id, tick)
+            self._logged_error = True
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            now = self._loop.time()
+            self._send(self.session.stats(now, self._output_rate.rate(now)))
+
+    async def _connect_watchdog(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.pc is not None and self.pc.connectionState != "connected":
+            self.end(f"not connected after {CONNECT_TIMEOUT_S:g} s")
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(json.dumps(message))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=f"session-{self.id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close(self, reason: str) -> None:
+        log.info("session %s ends: %s", self.id, reason)
+        self.end_reason = reason
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._inflight is not None:  # the analyzer must be idle before the session counts as ended
+            await asyncio.gather(asyncio.wrap_future(self._inflight), return_exceptions=True)
+        for track in self._tracks:
+            track.stop()
+        self._latest.close()
+        if self.pc is not None:
+            await self.pc.close()
+        self.pc, self._channel, self._webcam, self._inflight = None, None, None, None
+        self._tracks.clear()
+        self.ended_at = self._loop.time()
+        s = self.session
+        log.info(
+            "session %s: %d ticks processed, %d skipped, %d errors", self.id, s.processed, s.sampler.skipped, s.errors
+        )
+
+
+class SessionRegistry:
+    """Live sessions, and ended ones whose results are kept for `retention_s` seconds for download."""
+
+    def __init__(self, retention_s: float, max_live: int) -> None:
+        self.retention_s = retention_s
+        self.max_live = max_live
+        self.sessions: dict[str, SessionRunner] = {}
+
+    def live(self) -> list[SessionRunner]:
+        return [r for r in self.sessions.values() if r.live]
+
+    def add(self, runner: SessionRunner) -> None:
+        self.sessions[runner.id] = runner
+
+    def get(self, session_id: str) -> SessionRunner | None:
+        return self.sessions.get(session_id)
+
+    def purge(self, now: float) -> None:
+        """Forget ended sessions older than the retention time (`now`: loop time)."""
+        for sid, runner in list(self.sessions.items()):
+            if runner.ended_at is not None and now - runner.ended_at > self.retention_s:
+                del self.sessions[sid]
+
+    async def purge_forever(self, interval: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            self.purge(loop.time())
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(r.close("server shutting down") for r in self.live()), return_exceptions=True)

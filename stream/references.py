@@ -1,0 +1,285 @@
+"""The reference library: dancer videos the browser can play, their keypoint CSVs and metadata, and the
+background jobs that build them.
+
+Layout under `root` (one folder per reference, named by its id)::
+
+    <id>/video.mp4       H.264/AAC, first frame at t = 0 (what the page plays)
+    <id>/keypoints.csv   extracted from video.mp4 itself, so tick k is at media time k / fps of that file
+    <id>/meta.json       ReferenceMeta; written last
+    .building/<id>/      a reference being built; renamed to <id>/ when complete
+    .uploads/            uploads being received
+
+A reference exists once its folder is in place, so a crash mid-build never leaves a half reference listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import json
+import logging
+import re
+import secrets
+import shutil
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pose.media import transcode_for_web
+from pose.pipeline import Models, extract_video
+from pose.ticks import as_rate, tick_count
+from pose.video import VideoError
+
+log = logging.getLogger(__name__)
+
+VIDEO_NAME = "video.mp4"
+CSV_NAME = "keypoints.csv"
+META_NAME = "meta.json"
+TRANSCODE_SHARE = 0.15  # of a job's progress bar; extraction takes the rest
+_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def new_id() -> str:
+    """128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def is_id(text: str) -> bool:
+    """True for strings shaped like our ids (anything else cannot name a file under the library)."""
+    return _ID.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class ReferenceMeta:
+    """fps: ticks per second; duration_s: of video.mp4; ticks: rows of person 0 in the CSV; size in pixels."""
+
+    id: str
+    title: str
+    fps: float
+    duration_s: float
+    ticks: int
+    width: int
+    height: int
+
+    def summary(self) -> dict[str, Any]:
+        """The entry of `GET /api/references`."""
+        return {k: getattr(self, k) for k in ("id", "title", "fps", "duration_s", "ticks")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReferenceMeta:
+        return cls(
+            id=str(data["id"]),
+            title=str(data["title"]),
+            fps=float(data["fps"]),
+            duration_s=float(data["duration_s"]),
+            ticks=int(data["ticks"]),
+            width=int(data["width"]),
+            height=int(data["height"]),
+        )
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class Job:
+    """One reference being built. `progress` (0..1) is written by the worker thread and read by the loop;
+    a float attribute store is atomic under the GIL, which is all the sharing there is."""
+
+    id: str
+    reference: str
+    title: str
+    state: JobState = JobState.QUEUED
+    progress: float = 0.0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "progress": round(self.progress, 4),
+            "error": self.error,
+            "reference": self.reference,
+        }
+
+
+class JobCancelled(Exception):
+    """The server is shutting down; the half-built reference is removed."""
+
+
+class ReferenceLibrary:
+    """Reads and builds references under `root` (see the module docstring). Methods are synchronous."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.building = root / ".building"
+        self.uploads = root / ".uploads"
+        for folder in (root, self.building, self.uploads):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def clear_leftovers(self) -> None:
+        """Remove half-built references and uploads left by a previous run."""
+        for folder in (self.building, self.uploads):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def list(self) -> list[ReferenceMeta]:
+        """Complete references, oldest first."""
+        found = []
+        for meta_path in sorted(self.root.glob(f"*/{META_NAME}"), key=lambda p: p.stat().st_mtime):
+            meta = self._read_meta(meta_path)
+            if meta is not None:
+                found.append(meta)
+        return found
+
+    def get(self, reference_id: str) -> ReferenceMeta | None:
+        if not is_id(reference_id):
+            return None
+        return self._read_meta(self.root / reference_id / META_NAME)
+
+    def video_path(self, reference_id: str) -> Path:
+        return self.root / reference_id / VIDEO_NAME
+
+    def csv_path(self, reference_id: str) -> Path:
+        return self.root / reference_id / CSV_NAME
+
+    def upload_path(self) -> Path:
+        return self.uploads / f"{new_id()}.upload"
+
+    def build(
+        self,
+        reference_id: str,
+        source: Path,
+        title: str,
+        fps: float,
+        models: Models,
+        progress: Job | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ReferenceMeta:
+        """Transcode `source`, extract its keypoints at `fps`, and publish the reference (blocking, slow)."""
+        folder = self.building / reference_id
+        folder.mkdir(parents=True)
+        try:
+
+            def on_transcode(share: float) -> None:
+                _checkpoint(cancel)
+                if progress is not None:
+                    progress.progress = TRANSCODE_SHARE * share
+
+            info = transcode_for_web(source, folder / VIDEO_NAME, on_transcode)
+
+            def on_extract(done: int, total: int) -> None:
+                _checkpoint(cancel)
+                if progress is not None:
+                    progress.progress = TRANSCODE_SHARE + (1 - TRANSCODE_SHARE) * done / max(total, 1)
+
+            result = extract_video(info.path, fps, folder / CSV_NAME, models, progress=on_extract)
+            meta = ReferenceMeta(
+                id=reference_id,
+                title=title,
+                fps=fps,
+                duration_s=round(float(info.duration_s), 6),
+                ticks=result.ticks,
+                width=info.width,
+                height=info.height,
+            )
+            if result.ticks != tick_count(info.duration_s, fps):
+                raise VideoError(f"extracted {result.ticks} ticks, expected {tick_count(info.duration_s, fps)}")
+            (folder / META_NAME).write_text(json.dumps(asdict(meta), indent=2) + "\n")
+            folder.rename(self.root / reference_id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log.info("reference %s (%r): %d ticks at %g/s", reference_id, title, meta.ticks, fps)
+        return meta
+
+    def _read_meta(self, path: Path) -> ReferenceMeta | None:
+        try:
+            return ReferenceMeta.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable reference metadata: %s", path, exc)
+            return None
+
+
+def _checkpoint(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise JobCancelled("the server is shutting down")
+
+
+def validate_fps(value: float) -> float:
+    """A reference's tick rate: 0 < fps <= 60 (ValueError otherwise)."""
+    as_rate(value)
+    if value > 60:
+        raise ValueError(f"fps must be at most 60, got {value}")
+    return value
+
+
+class ReferenceJobs:
+    """Builds references one at a time on `executor` (a single worker keeps live inference responsive)."""
+
+    def __init__(
+        self, library: ReferenceLibrary, models: Models, executor: concurrent.futures.ThreadPoolExecutor
+    ) -> None:
+        self.library = library
+        self.models = models
+        self.executor = executor
+        self.jobs: dict[str, Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cancel = threading.Event()
+
+    def submit(self, source: Path, title: str, fps: float, remove_source: bool) -> Job:
+        """Queue a build of `source`; with `remove_source` the file is deleted afterwards (an upload)."""
+        job = Job(id=new_id(), reference=new_id(), title=title)
+        self.jobs[job.id] = job
+        task = asyncio.create_task(self._run(job, source, fps, remove_source), name=f"reference-job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id) if is_id(job_id) else None
+
+    def pending(self) -> list[Job]:
+        return [job for job in self.jobs.values() if job.state in (JobState.QUEUED, JobState.RUNNING)]
+
+    async def close(self) -> None:
+        """Stop the running build at its next frame and drop the queued ones."""
+        self._cancel.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, job: Job, source: Path, fps: float, remove_source: bool) -> None:
+        future = asyncio.get_running_loop().run_in_executor(self.executor, self._build, job, source, fps)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.gather(future, return_exceptions=True)  # let the worker notice the cancel flag
+            raise
+        except Exception as exc:
+            job.state, job.error = JobState.FAILED, _user_message(exc)
+            log.warning("reference job %s failed: %s", job.id, exc, exc_info=not isinstance(exc, VideoError))
+        else:
+            job.state, job.progress = JobState.DONE, 1.0
+        finally:
+            if remove_source:
+                source.unlink(missing_ok=True)
+
+    def _build(self, job: Job, source: Path, fps: float) -> ReferenceMeta:
+        _checkpoint(self._cancel)
+        job.state = JobState.RUNNING
+        return self.library.build(job.reference, source, job.title, fps, self.models, job, self._cancel)
+
+
+def _user_message(exc: Exception) -> str:
+    """The reason without server paths (VideoError messages start with the file's path)."""
+    if isinstance(exc, VideoError):
+        return "not a usable video: " + str(exc).split(": ", 1)[-1]
+    return "extraction failed; the server log has the details"

@@ -1,0 +1,282 @@
+"""One live dance session, without I/O: which webcam frame scores which dancer tick, the one-slot mailbox
+in front of the analyzer, scoring, and the session's rows and scores. Time is passed in (`now`, seconds of
+any monotonic clock); the asyncio/aiortc shell in `stream.live` supplies `loop.time()` and the threads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from pose.csvio import CSV_COLUMNS, Row, keypoint_rows, main_dancer_arrays, read_keypoints_csv
+from pose.parts import NUM_PARTS, BodyPart
+from pose.scoring import PoseScore, score_pose, window_ticks
+from pose.ticks import tick_time
+from pose.types import Detections, FrameAnalysis
+from stream.clock import ReferenceClock, TickSampler
+
+F = TypeVar("F")  # a webcam frame, opaque here
+SCORE_COLUMNS = ("tick", "time_s", "score", "worst")
+ANNOTATION_MAX_AGE_S = 1.0  # an older skeleton is no longer where the user is; show the plain frame
+
+
+DETECT_INTERVAL_S = 0.5  # the person detector runs every half second of reference time; boxes are held between
+
+Detect = Callable[[np.ndarray], Detections]
+
+
+class Analyzer(Protocol):
+    def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis: ...
+
+
+@dataclass(frozen=True)
+class DancerPoses:
+    """The dancer's main person at every reference tick.
+
+    xy: (K, 18, 2) float32 normalised x, y, NaN where missing; confidence: (K, 18) float32, 0 where missing.
+    fps: reference ticks per second; aspect: the reference video's width / height.
+    """
+
+    xy: npt.NDArray[np.float32]
+    confidence: npt.NDArray[np.float32]
+    fps: float
+    aspect: float
+
+    def __post_init__(self) -> None:
+        k = len(self.xy)
+        if self.xy.shape != (k, NUM_PARTS, 2) or self.confidence.shape != (k, NUM_PARTS):
+            raise ValueError(f"need xy (K, 18, 2) and confidence (K, 18), got {self.xy.shape}, {self.confidence.shape}")
+
+    @property
+    def ticks(self) -> int:
+        return len(self.xy)
+
+    @classmethod
+    def from_csv(cls, path: Path, fps: float, aspect: float) -> DancerPoses:
+        """Read a reference CSV; its person-0 ticks must be exactly 0..K-1."""
+        ticks, xy, confidence = main_dancer_arrays(read_keypoints_csv(path))
+        if not np.array_equal(ticks, np.arange(len(ticks))):
+            raise ValueError(f"{path}: person-0 ticks are not 0..{len(ticks) - 1}")
+        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect)
+
+
+@dataclass(frozen=True)
+class TickScore:
+    """One processed tick: `tick` on the reference timeline at `time_s` = tick / fps; score 0..100."""
+
+    tick: int
+    time_s: float
+    score: float
+    worst: BodyPart | None
+
+    def message(self) -> dict[str, Any]:
+        """The `score` message on the control channel."""
+        worst = self.worst.key if self.worst is not None else None
+        return {"type": "score", "tick": self.tick, "t": self.time_s, "score": round(self.score, 2), "worst": worst}
+
+    def csv_row(self) -> list[str]:
+        worst = self.worst.key if self.worst is not None else ""
+        return [str(self.tick), f"{self.time_s:.6g}", f"{self.score:.2f}", worst]
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What the analyzer thread hands back: the tick's analysis, its score, and the time it took (s)."""
+
+    tick: int
+    analysis: FrameAnalysis
+    score: TickScore
+    seconds: float
+
+
+class RateMeter:
+    """Events per second over the last `window` seconds."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def add(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if len(self._times) < 2:
+            return 0.0
+        span = max(now - self._times[0], self._times[-1] - self._times[0])
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self.window:
+            self._times.popleft()
+
+
+def tick_step(reference_fps: float, fps: float | None) -> int:
+    """Reference ticks per session tick: a session at F may sample every n-th tick of a reference at n * F."""
+    if fps is None:
+        return 1
+    if not (math.isfinite(fps) and 0 < fps <= reference_fps):
+        raise ValueError(f"fps must be in (0, {reference_fps:g}] (the reference's tick rate), got {fps}")
+    step = round(reference_fps / fps)
+    if abs(step * fps - reference_fps) > 1e-6 * reference_fps:
+        raise ValueError(f"fps must divide the reference's {reference_fps:g} ticks/s evenly, got {fps}")
+    return step
+
+
+class LiveSession(Generic[F]):
+    """Samples webcam frames onto dancer ticks and keeps what the analyzer made of them.
+
+    Flow: `on_clock` for each clock message; `on_frame` for every webcam frame (it may fill the one-slot
+    mailbox, replacing an unprocessed tick, which then counts as skipped); the shell takes the mailbox with
+    `take_pending`, runs `process` in a worker thread, and hands the result to `record` (or the tick to `fail`).
+    Only `process` may run off the shell's thread, and only one at a time.
+    """
+
+    def __init__(
+        self,
+        dancer: DancerPoses,
+        analyzer: Analyzer,
+        fps: float | None = None,
+        mirror: bool = True,
+        detect: Detect | None = None,
+    ) -> None:
+        """`detect`: the person detector; given, it runs every `DETECT_INTERVAL_S` and its boxes are reused in
+        between (they only pick the main dancer), else the analyzer detects on every tick."""
+        self.dancer = dancer
+        self.analyzer = analyzer
+        self.detect = detect
+        self.mirror = mirror
+        self.step = tick_step(dancer.fps, fps)
+        self.fps = dancer.fps / self.step
+        self.clock = ReferenceClock()
+        self.sampler = TickSampler(self.fps, -(-dancer.ticks // self.step))
+        self.rows: list[Row] = []
+        self.scores: list[TickScore] = []
+        self.errors = 0
+        self.frames = 0
+        self.webcam_rate = RateMeter()
+        self.inference_s = 0.0  # moving average
+        self._pending: tuple[int, F] | None = None
+        self._latest: tuple[FrameAnalysis, float] | None = None
+        self._boxes: tuple[int, Detections] | None = None  # (reference tick, boxes) of the last detector run
+
+    # --- input
+
+    def on_clock(self, t_ref: float, playing: bool, now: float) -> None:
+        if self.clock.update(t_ref, playing, now):
+            self.sampler.note_seek()
+
+    def on_frame(self, frame: F, now: float) -> bool:
+        """Sample one webcam frame arriving at `now`; True when it was put in the mailbox for a tick."""
+        self.frames += 1
+        self.webcam_rate.add(now)
+        j = self.sampler.take(self.clock.ref_time(now))
+        if j is None:
+            return False
+        if self._pending is not None:
+            self.sampler.mark_skipped(self._pending[0])
+        self._pending = (j, frame)
+        return True
+
+    def take_pending(self) -> tuple[int, F] | None:
+        """(reference tick, frame) to process next, emptying the mailbox."""
+        pending, self._pending = self._pending, None
+        return None if pending is None else (pending[0] * self.step, pending[1])
+
+    # --- the analyzer's thread
+
+    def process(self, tick: int, image_bgr: np.ndarray) -> TickResult:
+        """Analyse the frame of reference tick `tick` and score it (blocking; call from a worker thread)."""
+        started = time.perf_counter()
+        analysis = self.analyzer.analyze(image_bgr, self._people(tick, image_bgr))
+        pose = self._score(tick, analysis)
+        time_s = float(tick_time(tick, Fraction(self.dancer.fps).limit_denominator(100_000)))
+        score = TickScore(tick, time_s, pose.score, pose.worst)
+        return TickResult(tick, analysis, score, time.perf_counter() - started)
+
+    def _people(self, tick: int, image_bgr: np.ndarray) -> Detections | None:
+        if self.detect is None:
+            return None
+        every = max(1, round(DETECT_INTERVAL_S * self.dancer.fps))
+        if self._boxes is None or not 0 <= tick - self._boxes[0] < every:
+            self._boxes = (tick, self.detect(image_bgr))
+        return self._boxes[1]
+
+    def _score(self, tick: int, analysis: FrameAnalysis) -> PoseScore:
+        if not len(analysis.poses):
+            return PoseScore.none()
+        window = window_ticks(tick, self.dancer.fps, self.dancer.ticks)
+        return score_pose(
+            analysis.poses.xy[0],
+            analysis.poses.confidence[0],
+            self.dancer.xy[window.start : window.stop],
+            self.dancer.confidence[window.start : window.stop],
+            user_aspect=analysis.width / analysis.height,
+            dancer_aspect=self.dancer.aspect,
+            mirror=self.mirror,
+        )
+
+    # --- results
+
+    def record(self, result: TickResult, now: float) -> TickScore:
+        self.rows.append(keypoint_rows(result.tick, result.score.time_s, result.analysis)[0])
+        self.scores.append(result.score)
+        self._latest = (result.analysis, now)
+        self.inference_s = result.seconds if not self.inference_s else 0.8 * self.inference_s + 0.2 * result.seconds
+        return result.score
+
+    def fail(self, tick: int) -> None:
+        """The analyzer raised on reference tick `tick`: count it, and count the tick as skipped."""
+        self.errors += 1
+        self.sampler.mark_skipped(tick // self.step)
+
+    def annotation(self, now: float, max_age: float = ANNOTATION_MAX_AGE_S) -> FrameAnalysis | None:
+        """The newest analysis to draw on outgoing frames, unless it is older than `max_age` s."""
+        if self._latest is None or now - self._latest[1] > max_age:
+            return None
+        return self._latest[0]
+
+    @property
+    def processed(self) -> int:
+        return len(self.scores)
+
+    def stats(self, now: float, output_fps: float) -> dict[str, Any]:
+        """The `stats` message: ticks processed/skipped so far, returned-track and webcam frame rates, tick rate
+        and mean inference time."""
+        return {
+            "type": "stats",
+            "processed": self.processed,
+            "skipped": self.sampler.skipped,
+            "errors": self.errors,
+            "fps": round(output_fps, 2),
+            "webcam_fps": round(self.webcam_rate.rate(now), 2),
+            "tick_fps": self.fps,
+            "inference_ms": round(1000 * self.inference_s, 1),
+        }
+
+    def keypoints_csv(self) -> str:
+        """The offline schema, one person-0 row per processed tick, in tick order."""
+        return _csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))
+
+    def scores_csv(self) -> str:
+        return _csv_text(SCORE_COLUMNS, [s.csv_row() for s in sorted(self.scores, key=lambda s: s.tick)])
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,100 @@
+"""The aiortc side of a session's video: read the webcam continuously, send back the newest frame annotated.
+
+aiortc queues incoming frames without bound, so the webcam track is read by its own task from start to end
+(`consume`), whatever the analyzer is doing; the returned track takes only the newest frame (latest wins, as
+`MediaRelay(buffered=False)` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from pose.draw import draw_analysis
+from pose.types import FrameAnalysis
+
+log = logging.getLogger(__name__)
+
+FrameSink = Callable[[av.VideoFrame, float], None]
+
+
+class LatestFrame:
+    """The newest webcam frame and a sequence number, for exactly one reader."""
+
+    def __init__(self) -> None:
+        self.frame: av.VideoFrame | None = None
+        self.seq = 0
+        self.closed = False
+        self._new = asyncio.Event()
+
+    def put(self, frame: av.VideoFrame) -> None:
+        self.frame, self.seq = frame, self.seq + 1
+        self._new.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._new.set()
+
+    async def newer_than(self, seq: int) -> tuple[int, av.VideoFrame]:
+        """Wait for a frame after `seq`; MediaStreamError once the webcam has ended."""
+        while self.seq <= seq or self.frame is None:
+            if self.closed:
+                raise MediaStreamError
+            self._new.clear()  # nothing can be put between the check and the clear: no await in between
+            await self._new.wait()
+        return self.seq, self.frame
+
+
+async def consume(track: MediaStreamTrack, latest: LatestFrame | None, sink: FrameSink | None) -> None:
+    """Read `track` until it ends, handing each video frame and its arrival time (loop time, s) on."""
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            frame = await track.recv()
+            if not isinstance(frame, av.VideoFrame):
+                continue  # audio: read only so that it does not pile up
+            if latest is not None:
+                latest.put(frame)
+            if sink is not None:
+                sink(frame, loop.time())
+    except MediaStreamError:
+        log.debug("%s track %s ended", track.kind, track.id)
+    finally:
+        if latest is not None:
+            latest.close()
+
+
+class AnnotatedTrack(MediaStreamTrack):
+    """Sends the newest webcam frame, with the newest annotation (if any) drawn on it, at the webcam's rate."""
+
+    kind = "video"
+
+    def __init__(
+        self, latest: LatestFrame, annotation: Callable[[], FrameAnalysis | None], on_sent: Callable[[], None]
+    ) -> None:
+        super().__init__()
+        self._latest = latest
+        self._annotation = annotation
+        self._on_sent = on_sent
+        self._seq = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._seq, frame = await self._latest.newer_than(self._seq)
+        analysis = self._annotation()
+        self._on_sent()
+        return frame if analysis is None else annotate(frame, analysis)
+
+
+def annotate(frame: av.VideoFrame, analysis: FrameAnalysis) -> av.VideoFrame:
+    """A new frame: `frame` with `analysis` drawn on it, keeping its timestamp."""
+    image = draw_analysis(frame.to_ndarray(format="bgr24"), analysis)
+    out = av.VideoFrame.from_ndarray(image, format="bgr24")
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
