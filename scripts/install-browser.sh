@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Headless Chromium (Debian's package) and playwright-core (npm, pinned in tests/browser/package-lock.json)
+# for the browser test. Idempotent; never downloads a browser build of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    # Refresh the package lists unless they were fetched in the last day.
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1)" ]; then
+        $SUDO apt-get update -qq
+    fi
+    $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
+
+cd tests/browser
+# npm ci is exact and fast; skip it when node_modules already matches the lock file.
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.install-stamp; then
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+    cp package-lock.json node_modules/.install-stamp
+fi

@@ -1,0 +1,325 @@
+"""The page in a real browser: Debian's headless Chromium, a fake camera playing real footage, the real server.
+
+`tests/browser/dance.mjs` (playwright-core) opens the page, picks the sample reference, presses Start, dances
+for ~10 s, watches the annotated video and the live score, stops, and downloads both CSVs through the page.
+`scripts/install-browser.sh` installs Chromium and playwright-core; without them these tests skip (fail on CI).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from pose import assets
+from pose.csvio import CSV_COLUMNS
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER_DIR = ROOT / "tests" / "browser"
+DRIVER = DRIVER_DIR / "dance.mjs"
+CHROMIUM = Path("/usr/bin/chromium")
+CAMERA_SIZE = (640, 480)
+CAMERA_SECONDS = 12.0
+REFERENCE_SECONDS = 15.0
+DANCE_SECONDS = 10
+SERVER_START_TIMEOUT_S = 180.0
+JOB_TIMEOUT_S = 300.0
+DRIVER_TIMEOUT_S = 240.0
+SCORES_HEADER = ["tick", "time_s", "score", "worst"]
+
+
+def _require_browser() -> None:
+    missing = [
+        what
+        for what, ok in (
+            ("node", shutil.which("node") is not None),
+            (str(CHROMIUM), CHROMIUM.exists()),
+            ("playwright-core", (DRIVER_DIR / "node_modules" / "playwright-core").is_dir()),
+        )
+        if not ok
+    ]
+    if missing:
+        message = f"browser test needs {', '.join(missing)}: run scripts/install-browser.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Media made from the real sample video
+
+
+def write_camera_clip(source: Path, path: Path, seconds: float = CAMERA_SECONDS) -> Path:
+    """The fake webcam: `seconds` of `source` as raw 640x480 yuv420p Y4M (Chromium loops it)."""
+    width, height = CAMERA_SIZE
+    with av.open(str(source)) as inp, av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        video = inp.streams.video[0]
+        rate = Fraction(video.average_rate or 10)
+        stream = out.add_stream("rawvideo", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index, frame in enumerate(inp.decode(video)):
+            if index >= seconds * rate:
+                break
+            scaled = frame.reformat(width=width, height=height, format="yuv420p")
+            scaled.pts, scaled.time_base = index, 1 / rate
+            out.mux(stream.encode(scaled))
+        out.mux(stream.encode(None))
+    return path
+
+
+def write_sample_cut(source: Path, path: Path, seconds: float = REFERENCE_SECONDS) -> Path:
+    """The sample dance the server seeds its library with, shortened: the first `seconds` of `source`."""
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        video = inp.streams.video[0]
+        rate = Fraction(video.average_rate or 10)
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.bit_rate = 4_000_000
+        for index, frame in enumerate(inp.decode(video)):
+            if index >= seconds * rate:
+                break
+            image = frame.reformat(format="yuv420p")
+            image.pts, image.time_base = index, 1 / rate
+            out.mux(stream.encode(image))
+        out.mux(stream.encode(None))
+    return path
+
+
+def read_y4m_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as clip:
+        return [frame.to_ndarray(format="bgr24") for frame in clip.decode(video=0)]
+
+
+def annotation_share(remote_bgr: np.ndarray, camera_frames: list[np.ndarray]) -> float:
+    """Share of the returned frame's pixels that differ strongly from the camera frame it was made from.
+
+    The camera frame is the clip frame closest to it; what differs beyond coding noise is what the server
+    drew on it (skeletons, boxes, labels)."""
+
+    def small(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    target = small(remote_bgr)
+    errors = [float(np.mean((small(frame) - target) ** 2)) for frame in camera_frames]
+    source = camera_frames[int(np.argmin(errors))]
+    diff = np.abs(remote_bgr.astype(np.int16) - source.astype(np.int16)).max(axis=2)
+    return float(np.mean(diff > 80))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def server_data_dir(root: Path, sample_video: Path) -> Path:
+    """A fresh data dir: the cached models (linked) and, as the sample to seed, a short cut of the real one."""
+    assets.ensure(assets.MODELS)
+    models = root / "models"
+    models.mkdir()
+    for asset in assets.MODELS:
+        (models / asset.name).symlink_to(asset.path())
+    samples = root / "samples"
+    samples.mkdir()
+    write_sample_cut(sample_video, samples / assets.SAMPLE_VIDEO.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Iterator[Server]:
+    """`python server.py` on a free port; it seeds its empty library with the sample (a 15 s cut)."""
+    _require_browser()
+    data_dir = server_data_dir(tmp_path_factory.mktemp("server-data"), sample_video)
+    log = data_dir / "server.log"
+    port = free_port()
+    command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    running = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"server exited:\n{running.log_tail()}"
+            try:
+                http_json(f"{running.url}/api/references")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, f"server not up in time:\n{running.log_tail()}"
+                time.sleep(0.5)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def sample_reference(server: Server) -> str:
+    """The id of the sample reference, once the server has built it (transcode + keypoints)."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        jobs = http_json(f"{server.url}/api/jobs")  # before the list, so a job just done shows in the list
+        if references := http_json(f"{server.url}/api/references"):
+            break
+        assert jobs, f"the server is not seeding the sample (or the build failed):\n{server.log_tail()}"
+        assert time.monotonic() < deadline, f"seeding too slow: {jobs}"
+        time.sleep(0.5)
+    (reference,) = references
+    assert "sample" in reference["title"].lower() and reference["ticks"] == REFERENCE_SECONDS * 10, reference
+    return str(reference["id"])
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Path:
+    return write_camera_clip(sample_video, tmp_path_factory.mktemp("camera") / "camera.y4m")
+
+
+def run_driver(server: Server, out: Path, scenario: str, *options: str | Path) -> Any:
+    """Run tests/browser/dance.mjs; its JSON result (the driver's own failure fails the test with both logs)."""
+    command = ["node", str(DRIVER), "--url", f"{server.url}/", "--out", str(out), "--scenario", scenario]
+    command += ["--seconds", str(DANCE_SECONDS), "--chromium", str(CHROMIUM), *map(str, options)]
+    done = subprocess.run(command, cwd=DRIVER_DIR, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S)
+    assert done.returncode == 0, f"driver failed:\n{done.stderr}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "failure" not in result, f"{result['failure']}\n--- driver\n{done.stderr}\n--- server\n{server.log_tail()}"
+    return result
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="") as stream:
+        header, *rows = list(csv.reader(stream))
+    return header, rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tests
+
+
+def test_dance_along_in_chromium(server: Server, sample_reference: str, camera_clip: Path, tmp_path: Path) -> None:
+    result = run_driver(server, tmp_path, "dance", "--reference", sample_reference, "--clip", camera_clip)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
+    assert result["dancer"]["width"] > 0 and result["dancer"]["duration"] > 0, "dancer video did not load"
+
+    # Annotated frames arrive: the remote video has a size, its time and frame count advance.
+    samples = result["samples"]
+    assert len(samples) >= DANCE_SECONDS - 1
+    first, last = samples[0]["remote"], samples[-1]["remote"]
+    assert (last["width"], last["height"]) == CAMERA_SIZE
+    assert last["currentTime"] > first["currentTime"] + DANCE_SECONDS / 2
+    assert last["frames"] > first["frames"] + DANCE_SECONDS * 2
+    fps = float(re.sub(r"[^0-9.]", "", result["live"]["fps"]) or 0)
+    assert fps > 3, f"returned video at {result['live']['fps']}"
+
+    # The dancer video plays, and the page drives the clock from it: >= 10 messages/s, in step, then a stop.
+    dancer_times = [s["dancerTime"] for s in samples]
+    assert dancer_times[-1] - dancer_times[0] > DANCE_SECONDS / 2, dancer_times
+    clock = result["clock"]
+    assert clock["perSecond"] >= 10 and clock["maxGapMs"] < 500, clock  # a gap: a busy 2-core CI box
+    assert clock["backwards"] == 0 and clock["maxStrayS"] < 0.3 and clock["firstT"] < 0.5, clock
+    assert clock["last"]["playing"] is False, clock
+
+    # ... and they carry the skeleton: the returned frame differs from the camera frame where it is drawn.
+    remote = cv2.imread(str(tmp_path / "remote-frame.png"))
+    assert remote is not None and remote.shape[:2] == CAMERA_SIZE[::-1]
+    assert float(remote.std()) > 20, "returned frame is blank"
+    drawn = annotation_share(remote, read_y4m_frames(camera_clip))
+    assert drawn > 0.002, f"only {drawn:.4%} of the returned frame is annotation"
+    screenshot = cv2.imread(str(tmp_path / "dance.png"))
+    assert screenshot is not None and screenshot.shape[:2] == (800, 1280) and float(screenshot.std()) > 20
+
+    # Scores appear on the page while dancing, and the summary at the end.
+    live_scores = [s["page"]["score"] for s in samples if s["page"]["score"].isdigit()]
+    assert len(live_scores) >= DANCE_SECONDS // 2, [s["page"] for s in samples]
+    assert all(0 <= int(score) <= 100 for score in live_scores)
+    assert result["live"]["average"].isdigit()
+    assert any(re.fullmatch(r"[a-z ]+", s["page"]["worst"]) for s in samples), "no body part named"
+    summary = result["summary"]
+    assert summary["average"].isdigit() and int(summary["processed"]) > 0, summary
+    assert result["afterDownloads"]["error"] is None, result["afterDownloads"]
+
+    # Both CSVs downloaded through the page.
+    downloads = result["downloads"]
+    assert downloads["keypoints"]["filename"].endswith("keypoints.csv")
+    assert downloads["scores"]["filename"].endswith("scores.csv")
+    header, rows = read_csv(Path(downloads["keypoints"]["path"]))
+    assert tuple(header) == CSV_COLUMNS
+    main_ticks = [int(row[0]) for row in rows if row[2] == "0"]
+    assert main_ticks and len(main_ticks) == len(set(main_ticks)), "one person-0 row per processed tick"
+    header, rows = read_csv(Path(downloads["scores"]["path"]))
+    assert header == SCORES_HEADER
+    assert len(rows) > 0 and all(0 <= float(row[2]) <= 100 for row in rows)
+    assert {int(row[0]) for row in rows} <= set(main_ticks)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "words"), [("camera-denied", "camera access was denied"), ("no-camera", "no camera")]
+)
+def test_camera_problems_are_explained(
+    server: Server, sample_reference: str, tmp_path: Path, scenario: str, words: str
+) -> None:
+    result = run_driver(server, tmp_path, scenario, "--reference", sample_reference)
+    page = result["afterStart"]
+    assert words in (page["error"] or "").lower(), page
+    assert page["state"] == "idle", "the page must be ready to try again"
+
+
+def test_upload_through_the_page(server: Server, sample_reference: str, sample_video: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("not a video at all\n")
+    clip = write_sample_cut(sample_video, tmp_path / "short-dance.avi", seconds=3)
+    result = run_driver(server, tmp_path, "upload", "--upload-file", clip, "--bad-file", bad)
+
+    rejected = result["rejected"]["error"] or ""
+    assert rejected.startswith("Upload failed") and "not a readable video" in rejected, rejected
+    labels = result["progressLabels"]
+    assert any(label.startswith(("Uploading", "Extracting", "Waiting")) for label in labels), labels
+    assert labels[-1].startswith("Added"), (labels, result["uploaded"])
+    assert result["uploaded"]["error"] is None
+    selected = result["selected"]
+    assert selected["count"] == 2 and selected["label"].startswith("Uploaded in the browser test"), selected
+    listed = {ref["id"]: ref for ref in http_json(f"{server.url}/api/references")}
+    assert listed[selected["value"]]["ticks"] == 30
