@@ -12,7 +12,8 @@ if [ ! -x /usr/bin/chromium ]; then
     if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1)" ]; then
         $SUDO apt-get update -qq
     fi
-    $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    install() { $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+    install || { $SUDO apt-get update -qq && install; }  # lists that were fresh but already superseded
 fi
 
 cd tests/browser

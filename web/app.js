@@ -8,6 +8,7 @@ const ICE_GATHERING_TIMEOUT_MS = 5000;
 const CONNECT_TIMEOUT_MS = 20000;
 const FINAL_STATS_WAIT_MS = 1000;
 const DISCONNECTED_GRACE_MS = 4000;
+const SILENCE_LIMIT_MS = 5000; // the server sends stats every second and a score per tick
 const HISTORY_LENGTH = 120;
 
 const $ = (id) => document.getElementById(id);
@@ -275,6 +276,7 @@ function newSession(ref) {
     clock: null,
     fpsTimer: null,
     lostTimer: null,
+    lastMessageAt: 0,
     id: null,
     token: null,
     scores: [],
@@ -328,7 +330,14 @@ async function connect(session) {
   session.token = answer.token;
   await waitForChannelOpen(session.channel);
   checkActive(session);
-  session.fpsTimer = startFpsMeter(pc);
+  session.fpsTimer = startFpsMeter(pc, () => checkServerAlive(session));
+}
+
+/** A server that died (or hangs) goes quiet long before ICE notices: end the session after a silence. */
+function checkServerAlive(session) {
+  if (session.lastMessageAt && performance.now() - session.lastMessageAt > SILENCE_LIMIT_MS) {
+    onConnectionLost(session, "The server stopped answering: is it still running?");
+  }
 }
 
 function checkActive(session) {
@@ -546,6 +555,7 @@ const round3 = (x) => Math.round(x * 1000) / 1000;
 // Live score and statistics
 
 function onControlMessage(session, event) {
+  session.lastMessageAt = performance.now();
   let message;
   try {
     message = JSON.parse(event.data);
@@ -653,10 +663,11 @@ function drawHistory(scores) {
   ctx.stroke();
 }
 
-/** Frames per second of the returned (annotated) video, from the receiver's decoded-frame count. */
-function startFpsMeter(pc) {
+/** Every second: `everySecond()`, then the returned (annotated) video's frame rate from its decoded-frame count. */
+function startFpsMeter(pc, everySecond) {
   let last = null;
   const measure = async () => {
+    everySecond();
     let inbound = null;
     try {
       (await pc.getStats()).forEach((report) => {
