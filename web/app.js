@@ -305,7 +305,10 @@ async function startSession() {
     setState("dancing");
     showStatus(`Dancing to “${ref.title || ref.id}”. Press Stop when you are done.`);
   } catch (error) {
-    if (error instanceof Cancelled) return;
+    if (error instanceof Cancelled || session.stopping) {
+      closeConnection(session); // Stop (or a lost connection) came first; a camera opened since must close too
+      return;
+    }
     showError(error);
     await finishSession(session, { failed: true });
   }
