@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -45,8 +46,14 @@ def _fps(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, like every other error here (argparse would add the usage text)."""
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pose", description=__doc__)
+    parser = _Parser(prog="python -m pose", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -82,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from pose.pipeline import extract_video, load_models
     from pose.video import probe_video
 
-    probe_video(args.video)  # fail on bad input before spending seconds loading models
+    probe_video(args.video)  # fail on bad input before spending seconds loading TensorFlow and the models
+    from pose.pipeline import extract_video, load_models
+
     models = load_models(args.data_dir, args.pose_size)
     with tqdm(unit="tick", desc=args.video.name, dynamic_ncols=True) as bar:
 
@@ -100,10 +108,11 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_image(args: argparse.Namespace) -> int:
-    from pose.pipeline import FrameAnalyzer, load_models
     from pose.types import analysis_to_dict
 
     image = read_image(args.image)
+    from pose.pipeline import FrameAnalyzer, load_models
+
     analysis = FrameAnalyzer(load_models(args.data_dir, args.pose_size)).analyze(image)
     report = analysis_to_dict(analysis)
     if args.annotated:
@@ -112,13 +121,14 @@ def run_image(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{args.image}: {len(report['persons'])} people, {len(report['detections'])} person boxes")
+        print(f"{args.image}: {len(report['persons'])} people, {len(report['detections'])} person box(es)")
     return 0
 
 
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report a bad image ourselves
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise UsageError(f"{path}: not a readable image")

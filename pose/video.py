@@ -54,12 +54,15 @@ def open_video(path: Path) -> av.container.InputContainer:
 def probe_video(path: Path) -> VideoInfo:
     with open_video(path) as container:
         stream = container.streams.video[0]
-        duration = _duration(container)
-        if duration <= 0:
-            raise VideoError(f"{path}: video has zero length")
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
-            raise VideoError(f"{path}: video has no picture size")
+            raise VideoError(f"{path}: not a readable video (no picture size)")
+        try:
+            duration = _duration(container)
+        except av.FFmpegError as exc:
+            raise VideoError(f"{path}: not a readable video ({exc})") from exc
+        if duration <= 0:
+            raise VideoError(f"{path}: video has zero length")
         rate = stream.average_rate or stream.guessed_rate or 0
         return VideoInfo(Path(path), width, height, duration, float(rate), bool(container.streams.audio))
 
@@ -75,7 +78,6 @@ def _duration(container: av.container.InputContainer) -> Fraction:
     for packet in container.demux(stream):
         if packet.pts is not None:
             end = max(end, packet.pts + (packet.duration or 0))
-    container.seek(0)
     return Fraction(end - (stream.start_time or 0)) * (stream.time_base or 0)
 
 
