@@ -9,13 +9,14 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.parts import BodyPart
-from pose.pipeline import Models, extract_video
+from pose.pipeline import FrameAnalyzer, Models, extract_video
 from tests.media import write_indexed_clip
 
 
@@ -154,3 +155,26 @@ def test_bad_image_input_fails_cleanly(tmp_path: Path, case: str) -> None:
     done = run_cli("image", _bad_inputs(tmp_path)[case], "--json")
     assert done.returncode != 0 and done.stdout == ""
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
+
+
+# Placed by eye on messi5.jpg (548x342) and checked on an enlarged crop: (x, y) in pixels.
+MESSI_JOINTS = {
+    BodyPart.NOSE: (250, 115),
+    BodyPart.NECK: (238, 130),
+    BodyPart.R_WRIST: (104, 101),
+    BodyPart.L_ELBOW: (309, 141),
+    BodyPart.L_WRIST: (345, 164),
+    BodyPart.R_KNEE: (236, 284),
+    BodyPart.R_ANKLE: (287, 318),
+    BodyPart.L_KNEE: (352, 253),
+}
+TORSO_PX = 110  # neck to mid-hip
+
+
+def test_solo_keypoints_land_on_the_joints(models: Models, solo_image: Path) -> None:
+    image = cv2.imread(str(solo_image))
+    analysis = FrameAnalyzer(models).analyze(image)
+    xy = analysis.poses.xy[0] * (analysis.width, analysis.height)
+    for part, expected in MESSI_JOINTS.items():
+        error = float(np.hypot(*(xy[part] - expected)))
+        assert error < TORSO_PX / 4, f"{part.key} is {error:.0f} px from where it is"
