@@ -12,12 +12,14 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or it segfaults)
 import av
+import numpy as np
 from aiohttp import web
 
 from pose.pipeline import FrameAnalyzer, Models, load_models
@@ -29,6 +31,7 @@ from stream.session import Analyzer, DancerPoses, LiveSession
 log = logging.getLogger("server")
 
 ROOT = Path(__file__).resolve().parent
+WARM_UP_SIZE = (640, 480)
 SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
 
 
@@ -63,6 +66,7 @@ JOBS = web.AppKey("jobs", ReferenceJobs)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
+MODELS = web.AppKey("models", Models)
 
 
 def create_app(
@@ -70,6 +74,7 @@ def create_app(
 ) -> web.Application:
     """The application; `models` are loaded by the caller (once per process), `analyzer` makes one per session."""
     app = web.Application()
+    app[MODELS] = models
     app[LIBRARY] = library = ReferenceLibrary(settings.references_dir)
     app[LIVE_POOL] = live_pool = concurrent.futures.ThreadPoolExecutor(
         settings.live_workers, thread_name_prefix="live-inference"
@@ -103,6 +108,7 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         library, jobs, registry = app[LIBRARY], app[JOBS], app[SESSIONS]
         library.clear_leftovers()
         _seed(library, jobs, settings)
+        await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], _warm_up, app[MODELS])
         purger = asyncio.create_task(registry.purge_forever(), name="session-purger")
         yield
         purger.cancel()
@@ -112,6 +118,14 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     return lifecycle
+
+
+def _warm_up(models: Models) -> None:
+    """TensorFlow's first run of a graph takes a second or more (graph optimisation, oneDNN kernels); take that
+    hit at start-up rather than on a user's first ticks."""
+    started = time.perf_counter()
+    FrameAnalyzer(models).analyze(np.zeros((WARM_UP_SIZE[1], WARM_UP_SIZE[0], 3), np.uint8))
+    log.info("models warmed up in %.2f s", time.perf_counter() - started)
 
 
 def _seed(library: ReferenceLibrary, jobs: ReferenceJobs, settings: Settings) -> None:
@@ -130,10 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="models, samples and the library")
+    parser.add_argument(
+        "--pose-size",
+        type=_size,
+        default=(432, 368),
+        help="pose network input WxH (default 432x368; smaller is faster)",
+    )
     parser.add_argument("--live-workers", type=int, default=Settings().live_workers, help="live inference threads")
     parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     seed = None if args.no_seed else data_dir / "samples" / "vtest.avi"
     settings = Settings(data_dir=data_dir, seed_video=seed, live_workers=max(1, args.live_workers))
     log.info("loading models from %s", data_dir / "models")
-    models = load_models(data_dir)
+    models = load_models(data_dir, args.pose_size)
     web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)
 
 

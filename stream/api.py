@@ -19,7 +19,7 @@ from aiohttp import BodyPartReader, web
 
 from pose.video import VideoError, probe_video
 from stream.live import OfferError, SessionRegistry, SessionRunner, parse_offer
-from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps
+from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps, video_error_reason
 from stream.session import DancerPoses, LiveSession
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ class ReferencesApi:
         try:
             info = await asyncio.to_thread(probe_video, path)
         except VideoError as exc:
-            raise api_error(web.HTTPBadRequest, "not a readable video: " + str(exc).split(": ", 1)[-1]) from None
+            reason = video_error_reason(exc, (path, self.library.root))
+            raise api_error(web.HTTPBadRequest, f"not a readable video: {reason}") from None
         if info.duration_s > self.max_duration_s:
             raise api_error(web.HTTPBadRequest, f"the video is longer than {self.max_duration_s / 60:g} minutes")
 

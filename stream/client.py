@@ -66,7 +66,7 @@ class ClientResult:
         if self.clock_start is None or self.clock_end is None:
             return []
         step = round(self.reference_fps / self.fps)
-        first = math.ceil(self.clock_start * self.fps - 1e-9)
+        first = math.floor(self.clock_start * self.fps + 1e-9)
         last = math.floor(self.clock_end * self.fps + 1e-9)
         return [j * step for j in range(first, last + 1)]
 
@@ -256,6 +256,7 @@ async def _drive_clock(channel: RTCDataChannel, webcam: _SentTrack, limit: float
         await asyncio.sleep(CLOCK_INTERVAL_S)
     if channel.readyState == "open":
         channel.send(json.dumps({"type": "clock", "t": t, "playing": False}))
+        result.clock_end = t
 
 
 async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:

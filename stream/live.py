@@ -18,6 +18,7 @@ from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription
 
 from pose.types import FrameAnalysis
@@ -147,11 +148,13 @@ class SessionRunner:
             raise OfferError("the session has already ended")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except ValueError as exc:
-            raise OfferError(f"the offer could not be applied: {exc}") from None
-        if self._webcam is None:
-            raise OfferError("the offer has no video track")
-        await pc.setLocalDescription(await pc.createAnswer())
+            if self._webcam is None:
+                raise OfferError("the offer has no video track")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except OfferError:
+            raise
+        except (ValueError, InternalError, InvalidAccessError, InvalidStateError, OperationError) as exc:
+            raise OfferError(f"the offer could not be used: {exc}") from None
         self._spawn(self._inference_loop(), "inference")
         self._spawn(self._stats_loop(), "stats")
         self._spawn(self._connect_watchdog(), "watchdog")
@@ -207,7 +210,8 @@ class SessionRunner:
         self.session.on_clock(*clock, now=self._loop.time())
 
     def _on_frame(self, frame: av.VideoFrame, now: float) -> None:
-        if self.session.on_frame(frame, now):
+        capture = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        if self.session.on_frame(frame, now, capture):
             self._wake.set()
 
     def _on_sent(self) -> None:

@@ -264,7 +264,7 @@ class ReferenceJobs:
             await asyncio.gather(future, return_exceptions=True)  # let the worker notice the cancel flag
             raise
         except Exception as exc:
-            job.state, job.error = JobState.FAILED, _user_message(exc)
+            job.state, job.error = JobState.FAILED, _user_message(exc, (source, self.library.root))
             log.warning("reference job %s failed: %s", job.id, exc, exc_info=not isinstance(exc, VideoError))
         else:
             job.state, job.progress = JobState.DONE, 1.0
@@ -278,8 +278,16 @@ class ReferenceJobs:
         return self.library.build(job.reference, source, job.title, fps, self.models, job, self._cancel)
 
 
-def _user_message(exc: Exception) -> str:
-    """The reason without server paths (VideoError messages start with the file's path)."""
+def _user_message(exc: Exception, paths: tuple[Path, ...]) -> str:
     if isinstance(exc, VideoError):
-        return "not a usable video: " + str(exc).split(": ", 1)[-1]
+        return "not a usable video: " + video_error_reason(exc, paths)
     return "extraction failed; the server log has the details"
+
+
+def video_error_reason(exc: VideoError, paths: tuple[Path, ...]) -> str:
+    """The error without the server's paths: VideoError messages start with the file's path, and FFmpeg's
+    quote it again."""
+    text = str(exc)
+    for path in paths:
+        text = text.replace(f"{path}: ", "").replace(f"'{path}'", "the file").replace(str(path), "")
+    return text

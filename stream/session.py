@@ -100,6 +100,36 @@ class TickResult:
     seconds: float
 
 
+class ArrivalSmoother:
+    """Arrival times without the receiver's scheduling jitter.
+
+    A frame's sender timestamp says when it was captured; the least-delayed frame of the last `window` seconds
+    gives the offset between the two clocks, and each frame is placed at its timestamp plus that offset (never
+    later than its real arrival). Frames that come in a burst, after a stalled decoder thread or a busy event
+    loop, so keep their capture spacing, and no tick is passed over just because the server was busy. A jump of
+    more than `max_jump` s against that offset (a stream restart, a timestamp wrap, a long stall) restarts it.
+    """
+
+    def __init__(self, window: float = 2.0, max_jump: float = 1.0) -> None:
+        self.window = window
+        self.max_jump = max_jump
+        self._offsets: deque[tuple[float, float]] = deque()  # (arrival, arrival - capture), offsets increasing
+
+    def smooth(self, capture_s: float | None, now: float) -> float:
+        if capture_s is None:
+            return now
+        offset = now - capture_s
+        offsets = self._offsets
+        if offsets and abs(offset - offsets[0][1]) > self.max_jump:
+            offsets.clear()
+        while offsets and offsets[0][0] < now - self.window:
+            offsets.popleft()
+        while offsets and offsets[-1][1] >= offset:  # a monotonic deque: its head is the window's minimum
+            offsets.pop()
+        offsets.append((now, offset))
+        return min(now, capture_s + offsets[0][1])
+
+
 class RateMeter:
     """Events per second over the last `window` seconds."""
 
@@ -167,6 +197,7 @@ class LiveSession(Generic[F]):
         self.errors = 0
         self.frames = 0
         self.webcam_rate = RateMeter()
+        self.arrivals = ArrivalSmoother()
         self.inference_s = 0.0  # moving average
         self._pending: tuple[int, F] | None = None
         self._latest: tuple[FrameAnalysis, float] | None = None
@@ -178,11 +209,12 @@ class LiveSession(Generic[F]):
         if self.clock.update(t_ref, playing, now):
             self.sampler.note_seek()
 
-    def on_frame(self, frame: F, now: float) -> bool:
-        """Sample one webcam frame arriving at `now`; True when it was put in the mailbox for a tick."""
+    def on_frame(self, frame: F, now: float, capture_s: float | None = None) -> bool:
+        """Sample one webcam frame arriving at `now` with its sender timestamp `capture_s` (s, any origin, None if
+        unknown); True when it was put in the mailbox for a tick."""
         self.frames += 1
         self.webcam_rate.add(now)
-        j = self.sampler.take(self.clock.ref_time(now))
+        j = self.sampler.take(self.clock.ref_time(self.arrivals.smooth(capture_s, now)))
         if j is None:
             return False
         if self._pending is not None:
