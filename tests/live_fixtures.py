@@ -24,7 +24,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Clips
     return Clips(
         short=cut_clip(sample_video, folder / "short.mp4", 40),
         reference=cut_clip(sample_video, folder / "reference.mp4", 100),
-        webcam=cut_clip(sample_video, folder / "webcam.mp4", 105, repeat=3),
+        webcam=cut_clip(sample_video, folder / "webcam.mp4", 105, repeat=3, size=(640, 480)),
         indexed=write_indexed_clip(folder / "indexed.mp4", indexed),
     )
 

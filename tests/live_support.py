@@ -27,8 +27,8 @@ MEDIA_THREADS = ("video-decoder", "audio-decoder", "media-player")  # aiortc's p
 
 @dataclass(frozen=True)
 class Clips:
-    """short: 4 s of the sample at 10 fps; reference: its first 10 s at 10 fps; webcam: 10.5 s at 30 fps (each
-    sample frame shown 3 times, as a 30 fps camera would); indexed: 8 s at 30 fps with the frame index burned in."""
+    """short: 4 s of the sample at 10 fps; reference: its first 10 s at 10 fps; webcam: 10.5 s at 640x480 and 30 fps
+    (each sample frame shown 3 times, as a VGA webcam would); indexed: 8 s at 30 fps with the frame index burned in."""
 
     short: Path
     reference: Path
@@ -36,8 +36,9 @@ class Clips:
     indexed: Path
 
 
-def cut_clip(source: Path, out: Path, frames: int, repeat: int = 1) -> Path:
-    """The first `frames` frames of `source` as H.264 at 10 * `repeat` fps, each frame shown `repeat` times."""
+def cut_clip(source: Path, out: Path, frames: int, repeat: int = 1, size: tuple[int, int] | None = None) -> Path:
+    """The first `frames` frames of `source` as H.264 at 10 * `repeat` fps, each frame shown `repeat` times,
+    optionally resized to `size` (width, height)."""
     rate = 10 * repeat
     with av.open(str(source)) as src, av.open(str(out), "w") as sink:
         stream = sink.add_stream("libx264", rate=rate)
@@ -48,9 +49,10 @@ def cut_clip(source: Path, out: Path, frames: int, repeat: int = 1) -> Path:
         for i, frame in enumerate(src.decode(video=0)):
             if i >= frames:
                 break
+            width, height = size or (frame.width, frame.height)
             if i == 0:
-                stream.width, stream.height = frame.width, frame.height
-            image = frame.to_ndarray(format="yuv420p")
+                stream.width, stream.height = width, height
+            image = frame.reformat(width=width, height=height).to_ndarray(format="yuv420p")
             for _ in range(repeat):
                 copy = av.VideoFrame.from_ndarray(image, format="yuv420p")
                 copy.pts, copy.time_base = pts, Fraction(1, rate)

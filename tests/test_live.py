@@ -1,0 +1,206 @@
+"""Live sessions end to end: the real server (in-process, on loopback), a real aiortc peer (the Python client)
+playing real footage as the webcam, real models. Covers tick coverage, CSV exports and their tokens, cleanup
+after the session, the sync of ticks to webcam frames, and analyzer failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
+import av
+import numpy as np
+import pandas as pd
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from pose.csvio import CSV_COLUMNS
+from pose.parts import PART_NAMES
+from pose.pipeline import FrameAnalyzer, Models
+from pose.types import Detections, FrameAnalysis
+from server import SESSIONS, create_app
+from stream.client import ClientResult, run_session
+from stream.live import SessionRunner
+from tests.live_support import (
+    INDEXED_FPS,
+    Clips,
+    SeededLibrary,
+    eventually,
+    media_threads,
+    open_peer_connections,
+    settings_for,
+)
+from tests.media import read_index
+
+pytest_plugins = ("tests.live_fixtures",)
+
+Client = TestClient[web.Request, web.Application]
+
+
+def url(client: Client) -> str:
+    return str(client.make_url(""))
+
+
+def runner_of(client: Client, result: ClientResult) -> SessionRunner:
+    runner = client.app[SESSIONS].get(result.session)
+    assert runner is not None
+    return runner
+
+
+async def assert_session_released(client: Client, runner: SessionRunner) -> None:
+    """Ended, and nothing of it left running: no peer connection, no task, no media thread."""
+    await eventually(lambda: not runner.live, what="the session to end")
+    assert runner.pc is None
+    assert runner.task_names() == []
+    assert client.app[SESSIONS].live() == []
+    await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
+    await eventually(lambda: not media_threads(), what="aiortc's decoder and player threads to stop")
+
+
+@pytest.fixture
+async def live_client(aiohttp_client: Any, seeded: SeededLibrary, models: Models) -> Client:
+    client: Client = await aiohttp_client(create_app(settings_for(seeded.data_dir), models))
+    return client
+
+
+async def test_client_session_covers_the_elapsed_ticks(
+    live_client: Client, seeded: SeededLibrary, clips: Clips
+) -> None:
+    """~10 s of real footage at 5 ticks/s against a 10 ticks/s reference: every other reference tick."""
+    result = await run_session(url(live_client), clips.webcam, seeded.reference.id, seconds=10, fps=5)
+
+    keypoints = pd.read_csv(io.StringIO(result.keypoints_csv))
+    assert tuple(keypoints.columns) == CSV_COLUMNS
+    ticks = keypoints["tick"].tolist()
+    assert len(ticks) == len(set(ticks)) and ticks == sorted(ticks)
+    assert (keypoints["person"] == 0).all()
+    assert all(t % 2 == 0 and 0 <= t < seeded.reference.ticks for t in ticks)  # on the reference's timeline
+    assert np.allclose(keypoints["time_s"], keypoints["tick"] / seeded.reference.fps)
+    elapsed = result.elapsed_ticks()
+    covered = len(set(ticks) & set(elapsed)) / len(elapsed)
+    print(f"\nticks processed: {len(ticks)}, elapsed {len(elapsed)}, coverage {covered:.1%}; stats {result.stats}")
+    assert len(elapsed) >= 48 and covered >= 0.9
+
+    scores = pd.read_csv(io.StringIO(result.scores_csv), keep_default_na=False)
+    assert list(scores.columns) == ["tick", "time_s", "score", "worst"]
+    assert scores["tick"].tolist() == ticks
+    assert scores["score"].between(0, 100).all()
+    assert set(scores["worst"]) <= {*PART_NAMES, ""}
+    assert sorted(m["tick"] for m in result.scores) == ticks  # one score message per processed tick
+    assert result.stats is not None and result.stats["processed"] == len(ticks)
+    assert result.frames_received >= 0.8 * result.frames_sent  # the returned track keeps the webcam's pace
+
+    runner = runner_of(live_client, result)
+    await assert_session_released(live_client, runner)
+    await check_export_tokens(live_client, result)
+
+
+async def check_export_tokens(client: Client, result: ClientResult) -> None:
+    """Kept after the end, for the token only: 403 without one, 404 for a wrong one or an unknown session."""
+    base = f"/api/sessions/{result.session}"
+    for name, text in (("keypoints.csv", result.keypoints_csv), ("scores.csv", result.scores_csv)):
+        by_query = await client.get(f"{base}/{name}", params={"token": result.token})
+        assert by_query.status == 200 and await by_query.text() == text
+        assert by_query.headers["Cache-Control"] == "no-store"
+        assert (await client.get(f"{base}/{name}")).status == 403
+        wrong = await client.get(f"{base}/{name}", headers={"Authorization": f"Bearer {result.token[:-2]}xx"})
+        assert wrong.status == 404
+        other = await client.get(
+            f"/api/sessions/{'A' * 22}/{name}", headers={"Authorization": f"Bearer {result.token}"}
+        )
+        assert other.status == 404 and await other.text() == await wrong.text()  # indistinguishable
+
+
+class IndexSpy:
+    """The real analyzer, noting which frame (by its burned-in index) each tick was analysed on."""
+
+    def __init__(self, inner: FrameAnalyzer, seen: list[int]) -> None:
+        self.inner = inner
+        self.seen = seen
+
+    def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
+        self.seen.append(read_index(image_bgr))
+        return self.inner.analyze(image_bgr, people)
+
+
+async def test_each_tick_is_analysed_on_the_webcam_frame_of_that_tick(
+    aiohttp_client: Any, seeded: SeededLibrary, clips: Clips, models: Models
+) -> None:
+    """The webcam shows frame i at i/30 s while the clock says the dancer is at i/30 s: tick k (k/10 s) must be
+    analysed on a frame within one tick of k/10 s."""
+    seen: list[int] = []
+    app = create_app(settings_for(seeded.data_dir), models, lambda m: IndexSpy(FrameAnalyzer(m), seen))
+    client: Client = await aiohttp_client(app)
+    result = await run_session(url(client), clips.indexed, seeded.reference.id, seconds=6, fps=10)
+    runner = runner_of(client, result)
+    await eventually(lambda: not runner.live, what="the session to end")
+    ticks = [s.tick for s in runner.session.scores]
+    assert len(seen) == len(ticks) >= 0.5 * len(result.elapsed_ticks())
+    offsets = [index / INDEXED_FPS - tick / 10 for index, tick in zip(seen, ticks, strict=True)]
+    print(f"\nframe time - tick time over {len(ticks)} ticks: {min(offsets):+.3f} .. {max(offsets):+.3f} s")
+    assert all(abs(offset) <= 0.1 + 1e-6 for offset in offsets), list(zip(ticks, seen, strict=True))
+
+
+class FlakyAnalyzer:
+    """The real analyzer, failing on every third call."""
+
+    def __init__(self, inner: FrameAnalyzer) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise RuntimeError("simulated analyzer failure")
+        return self.inner.analyze(image_bgr, people)
+
+
+async def test_analyzer_failures_are_counted_and_the_video_keeps_flowing(
+    aiohttp_client: Any, seeded: SeededLibrary, clips: Clips, models: Models
+) -> None:
+    app = create_app(settings_for(seeded.data_dir), models, lambda m: FlakyAnalyzer(FrameAnalyzer(m)))
+    client: Client = await aiohttp_client(app)
+    result = await run_session(url(client), clips.webcam, seeded.reference.id, seconds=4, fps=5)
+    runner = runner_of(client, result)
+    session = runner.session
+    assert session.errors >= 3 and session.processed >= 2 * session.errors - 2
+    assert session.sampler.skipped >= session.errors  # a failed tick counts as skipped, never as processed
+    assert result.frames_received >= 0.8 * result.frames_sent
+    assert len(pd.read_csv(io.StringIO(result.keypoints_csv))) == session.processed
+    await assert_session_released(client, runner)
+
+
+async def test_command_line_client_saves_video_and_csvs(
+    live_client: Client, seeded: SeededLibrary, clips: Clips, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "stream.client", str(clips.webcam), "--reference", seeded.reference.id]
+    command += ["--server", url(live_client), "--out", str(out), "--seconds", "3", "--fps", "5"]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
+    assert process.returncode == 0, stderr.decode()
+    assert "ticks scored" in stdout.decode()
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "keypoints.csv", "scores.csv"]
+    assert tuple(pd.read_csv(out / "keypoints.csv").columns) == CSV_COLUMNS
+    with av.open(str(out / "annotated.mp4")) as container:
+        assert container.streams.video[0].frames > 30
+
+
+async def test_the_server_can_end_a_live_session(live_client: Client, seeded: SeededLibrary, clips: Clips) -> None:
+    """Shutdown closes live sessions: the client sees the channel close, and the results stay downloadable."""
+    registry = live_client.app[SESSIONS]
+    task = asyncio.create_task(run_session(url(live_client), clips.webcam, seeded.reference.id, seconds=30, fps=5))
+    await eventually(lambda: any(r.session.processed >= 3 for r in registry.live()), timeout=30, what="3 ticks")
+    (runner,) = registry.live()
+    await registry.close_all()
+    assert runner.end_reason == "server shutting down"
+    result = await asyncio.wait_for(task, timeout=15)
+    assert result.session == runner.id and result.clock_end is not None and result.clock_end < 20
+    assert len(pd.read_csv(io.StringIO(result.keypoints_csv))) == runner.session.processed >= 3
+    await assert_session_released(live_client, runner)
