@@ -35,14 +35,13 @@ with _quiet_stderr():
 
 
 class FrozenGraph:
-    """Loads a GraphDef once and runs it in its own session; `run` is safe to call from several threads."""
+    """Loads a GraphDef once and runs it in its own session; `run` is safe to call from several threads.
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        graph_def = tf.compat.v1.GraphDef()
-        try:
-            graph_def.ParseFromString(Path(path).read_bytes())
-        except Exception as exc:  # protobuf raises its own DecodeError
-            raise ValueError(f"{path} is not a TensorFlow GraphDef: {exc}") from exc
+    source: a .pb file, or a GraphDef already built in memory (a converted TF.js model).
+    """
+
+    def __init__(self, source: Path | tf.compat.v1.GraphDef, threads: int | None = None) -> None:
+        graph_def = source if isinstance(source, tf.compat.v1.GraphDef) else _read_graph_def(Path(source))
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name="")
@@ -56,3 +55,12 @@ class FrozenGraph:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _read_graph_def(path: Path) -> tf.compat.v1.GraphDef:
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise ValueError(f"{path} is not a TensorFlow GraphDef: {exc}") from exc
+    return graph_def
