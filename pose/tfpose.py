@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pose.backends import NetworkOutput
 from pose.decode import DecodeConfig, decode_poses
 from pose.graph import FrozenGraph
 from pose.types import Detections, Poses
@@ -23,6 +24,7 @@ class TfPoseBackend:
     """
 
     name = "tfpose"
+    multi_person = True
 
     def __init__(
         self,
@@ -37,10 +39,11 @@ class TfPoseBackend:
         self.decode_config = decode_config or DecodeConfig()
         self._graph = FrozenGraph(graph_path)
 
-    def forward(self, image_bgr: np.ndarray, people: Detections) -> np.ndarray:
+    def forward(self, image_bgr: np.ndarray, people: Detections, previous: Poses | None = None) -> NetworkOutput:
+        """The whole frame, always: bottom-up, it finds everyone without hints."""
         resized = cv2.resize(image_bgr, self.input_size, interpolation=cv2.INTER_AREA)
         (output,) = self._graph.run([OUTPUT], {INPUT: resized[None].astype(np.float32)})
-        return np.asarray(output[0])
+        return NetworkOutput(np.asarray(output[0]))
 
-    def decode(self, output: np.ndarray) -> Poses:
-        return decode_poses(output, self.decode_config)
+    def decode(self, output: NetworkOutput) -> Poses:
+        return decode_poses(output.tensor, self.decode_config)
