@@ -5,12 +5,18 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SAMPLE := data/samples/vtest.avi
 
-.PHONY: run test setup lint bench extract-sample clean
+.PHONY: run test setup browser lint bench extract-sample clean
 
-run: setup extract-sample
+# The live server on http://127.0.0.1:8080 (the sample reference is built in the background on first start).
+run: setup
+	$(PY) server.py --host 127.0.0.1 --port 8080 --data-dir data
 
-test: setup lint
+test: setup browser lint
 	$(PY) -m pytest -q
+
+# Debian's chromium and playwright-core for the browser test.
+browser:
+	bash scripts/install-browser.sh
 
 setup: $(INSTALLED)
 	$(PY) -m pose fetch
