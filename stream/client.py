@@ -50,6 +50,7 @@ class ClientResult:
     token: str
     fps: float  # the session's tick rate
     reference_fps: float
+    reference_ticks: int = 0
     clock_start: float | None = None
     clock_end: float | None = None
     clock_messages: int = 0
@@ -68,7 +69,7 @@ class ClientResult:
         step = round(self.reference_fps / self.fps)
         first = math.floor(self.clock_start * self.fps + 1e-9)
         last = math.floor(self.clock_end * self.fps + 1e-9)
-        return [j * step for j in range(first, last + 1)]
+        return [j * step for j in range(first, last + 1) if j * step < self.reference_ticks]
 
 
 class _SentTrack(MediaStreamTrack):
@@ -154,7 +155,7 @@ async def run_session(
             result, channel, returned = await _connect(
                 http, base, pc, webcam, sink, on_received, reference, fps, mirror
             )
-            result.reference_fps = float(meta["fps"])
+            result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
             await sink.start()
             await drains.start()
             await _wait_connected(pc, channel, webcam)

@@ -82,7 +82,8 @@ async def test_client_session_covers_the_elapsed_ticks(
     assert np.allclose(keypoints["time_s"], keypoints["tick"] / seeded.reference.fps)
     elapsed = result.elapsed_ticks()
     covered = len(set(ticks) & set(elapsed)) / len(elapsed)
-    print(f"\nticks processed: {len(ticks)}, elapsed {len(elapsed)}, coverage {covered:.1%}; stats {result.stats}")
+    missed = sorted(set(elapsed) - set(ticks))
+    print(f"\nticks processed {len(ticks)} of {len(elapsed)} elapsed ({covered:.1%}), missed {missed}; {result.stats}")
     assert len(elapsed) >= 48 and covered >= 0.9
 
     scores = pd.read_csv(io.StringIO(result.scores_csv), keep_default_na=False)
