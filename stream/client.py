@@ -1,10 +1,11 @@
 """A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
 
-    python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--fps F]
+    python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
 
-The clock starts at 0 when the first webcam frame is handed to WebRTC and runs in real time (a dancer video
-playing alongside), sent on the `control` channel 20 times a second. The returned annotated video is recorded
-and both CSVs are downloaded with the session's token. `run_session` is the same thing for tests and benchmarks.
+The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and runs in real time
+(a dancer video playing alongside), sent on the `control` channel 20 times a second. The returned annotated video
+is recorded and both CSVs are downloaded with the session's token. `run_session` does the same for tests and
+benchmarks (with hooks that see every frame sent and received).
 """
 
 from __future__ import annotations
@@ -131,17 +132,19 @@ async def run_session(
     out_dir: Path | None = None,
     *,
     seconds: float | None = None,
+    start: float = 0.0,
     fps: float | None = None,
     mirror: bool = True,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
 ) -> ClientResult:
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
-    the video or the reference ends); with `out_dir`, save annotated.mp4, keypoints.csv and scores.csv there."""
+    the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
+    out; with `out_dir`, save annotated.mp4, keypoints.csv and scores.csv there."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
-        limit = min(seconds or math.inf, float(meta["duration_s"]))
+        limit = min(start + (seconds or math.inf), float(meta["duration_s"]))
         player = MediaPlayer(str(video))
         if player.video is None:
             raise ClientError(f"{video}: no video stream")
@@ -159,7 +162,7 @@ async def run_session(
             await sink.start()
             await drains.start()
             await _wait_connected(pc, channel, webcam)
-            await _drive_clock(channel, webcam, limit, result)
+            await _drive_clock(channel, webcam, start, limit, result)
             await asyncio.sleep(SETTLE_S)
             result.frames_sent, result.frames_received = webcam.count, returned[0].count if returned else 0
         finally:
@@ -241,12 +244,15 @@ async def _wait_connected(pc: RTCPeerConnection, channel: RTCDataChannel, webcam
         raise ClientError(f"no connection after {CONNECT_TIMEOUT_S:g} s (state {pc.connectionState})") from None
 
 
-async def _drive_clock(channel: RTCDataChannel, webcam: _SentTrack, limit: float, result: ClientResult) -> None:
-    """Send the clock while the webcam plays, until `limit` s of reference time; then pause."""
+async def _drive_clock(
+    channel: RTCDataChannel, webcam: _SentTrack, start: float, limit: float, result: ClientResult
+) -> None:
+    """Send the clock (from `start` s at the first webcam frame) while the webcam plays, until `limit` s of
+    reference time; then pause."""
     loop = asyncio.get_running_loop()
-    t = 0.0
+    t = start
     while channel.readyState == "open" and webcam.readyState == "live":
-        t = loop.time() - webcam.started_at
+        t = start + loop.time() - webcam.started_at
         if t >= limit:
             t = limit
             break
@@ -293,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="server URL (default %(default)s)")
     parser.add_argument("--out", type=Path, help="folder for annotated.mp4 and the CSVs (default: session-<id>)")
     parser.add_argument("--seconds", type=float, help="stop after this long (default: end of video or reference)")
+    parser.add_argument("--start", type=float, default=0.0, help="start the dancer video here (s, default 0)")
     parser.add_argument("--fps", type=float, help="ticks per second (default: the reference's)")
     parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -316,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.reference,
                 out,
                 seconds=args.seconds,
+                start=args.start,
                 fps=args.fps,
                 mirror=not args.no_mirror,
             )
