@@ -1,6 +1,9 @@
 """dancesync's server: the page, the reference library API and live WebRTC sessions (issue 3).
 
-    python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data]
+    python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose-size WxH] [--no-seed]
+
+When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
+it in the background at start-up; `GET /api/jobs` shows the progress.
 
 Only wiring lives here: settings, app state, routes, start-up and shutdown. The handlers are in stream.api.
 """
@@ -40,9 +43,10 @@ class Settings:
     """Where things live and how much the server takes on.
 
     live_workers: threads for live inference, shared by all sessions (each session has at most one analysis in
-        flight). On 2 cores, 2 workers give two sessions 103 ms per analysis each vs 131 ms with 1 worker: TF's
-        intra-op threads leave gaps that a second session fills.
-    retention_s: how long an ended session's CSVs stay downloadable.
+        flight). Measured on 2 cores (432x368): two streams on 2 workers got through one analysis per 103 ms
+        between them, on 1 worker per 131 ms (TF's intra-op threads leave gaps a second analysis fills); a third
+        worker gained ~5%. One session is unaffected (one analysis at a time).
+    retention_s: how long an ended session's CSVs stay downloadable (1 hour), purged every minute.
     seed_video: built into the library at start-up when the library is empty (None: don't seed).
     """
 

@@ -1,5 +1,17 @@
 """HTTP handlers of the JSON/CSV API (issue 3); `server.py` wires them to routes and owns their lifetimes.
 
+    GET  /api/references                   [{"id", "title", "fps", "duration_s", "ticks"}]
+    POST /api/references                   multipart: video, title?, fps? (10) → 202 {"id", "job"}; 413 over the limit
+    GET  /api/jobs                         jobs still queued or running (e.g. the sample being seeded)
+    GET  /api/jobs/{job}                   {"state": queued|running|done|failed, "progress": 0..1, "error", "reference"}
+    GET  /api/references/{id}/video        H.264/AAC MP4 from t = 0; Range requests work
+    GET  /api/references/{id}/keypoints.csv
+    POST /api/offer                        {"sdp", "type": "offer", "reference", "fps"?, "mirror"?}
+                                           → {"sdp", "type", "session", "token"}; 400 malformed, 404 unknown reference,
+                                           503 too many live sessions
+    GET  /api/sessions/{session}/keypoints.csv and /scores.csv, with `Authorization: Bearer <token>` or ?token=:
+                                           403 without a token, 404 for a wrong token or session (alike)
+
 Errors are JSON `{"error": message}` with a 4xx/5xx status; the messages are meant for the page's user.
 """
 

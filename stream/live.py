@@ -2,6 +2,12 @@
 consumer, the inference loop (one analysis in flight, in a shared executor) and the session's end.
 
 `LiveSession` (stream.session) decides what to process; this module only moves frames, messages and time.
+
+Messages on `control` (JSON text):
+    page → server  {"type": "clock", "t": dancer media time (s), "playing": bool}, >= 10 per second
+    server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part name | null} per processed tick
+                   {"type": "stats", "processed", "skipped", "errors", "fps" (returned track), "webcam_fps",
+                    "tick_fps", "inference_ms"} every second
 """
 
 from __future__ import annotations
