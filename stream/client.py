@@ -149,6 +149,8 @@ async def run_session(
         if player.video is None:
             raise ClientError(f"{video}: no video stream")
         webcam = _SentTrack(player.video, on_sent)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
         sink = MediaRecorder(str(out_dir / "annotated.mp4")) if out_dir else MediaBlackhole()
         drains = MediaBlackhole()
         if player.audio is not None:
@@ -314,7 +316,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.video}: no such file", file=sys.stderr)
         return 2
     out = args.out or Path(f"session-{args.reference[:8]}")
-    out.mkdir(parents=True, exist_ok=True)
     try:
         result = asyncio.run(
             run_session(
