@@ -26,9 +26,9 @@ _SHOULDERS = (BodyPart.L_SHOULDER, BodyPart.R_SHOULDER)
 class CropPolicy(enum.Enum):
     """How the square is chosen; each falls back to the next source when its own is missing.
 
-    FRAME: the whole frame. BOX: the main person box, else the frame. KEYPOINTS: the previous tick's keypoints
-    (when they lie in the main box, if there is one, so the crop stays on the dancer the boxes choose), else the
-    box, else the frame.
+    FRAME: the whole frame. BOX: the main person box, else the previous tick's keypoints, else the frame.
+    KEYPOINTS: the previous tick's keypoints (only when they lie in the main box, if there is one, so the crop
+    stays on the dancer the boxes choose), else the box, else the frame.
     """
 
     FRAME = "frame"
@@ -75,14 +75,16 @@ def choose_region(
     policy: CropPolicy, people: Detections, previous: Poses | None, width: int, height: int
 ) -> FloatArray:
     """(4,) float32 pixel region x1, y1, x2, y2 to run a single-person model on."""
-    box = people.boxes[0] if len(people) and policy is not CropPolicy.FRAME else None
-    if policy is CropPolicy.KEYPOINTS and previous is not None and len(previous):
-        region = around_keypoints(previous, width, height)
-        if region is not None and (box is None or _centre_inside(region, box * (width, height, width, height))):
-            return region
+    if policy is CropPolicy.FRAME:
+        return whole_frame(width, height)
+    box = people.boxes[0] if len(people) else None
+    keypoints = around_keypoints(previous, width, height) if previous is not None and len(previous) else None
+    if policy is CropPolicy.KEYPOINTS and keypoints is not None:
+        if box is None or _centre_inside(keypoints, box * (width, height, width, height)):
+            return keypoints
     if box is not None:
         return around_box(box, width, height)
-    return whole_frame(width, height)
+    return keypoints if keypoints is not None else whole_frame(width, height)
 
 
 def _centre_inside(region: FloatArray, box: FloatArray) -> bool:

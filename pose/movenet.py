@@ -72,11 +72,15 @@ def _rgb_int32(patch_bgr: np.ndarray) -> np.ndarray:
 
 
 class SinglePoseMoveNet:
-    """MoveNet Lightning or Thunder: one person, on a square crop chosen by `crop` (see `pose.crop`)."""
+    """MoveNet Lightning or Thunder: one person, on a square crop chosen by `crop` (see `pose.crop`).
+
+    BOX is the default: on the golden set it scores as well as or better than the keypoint crop, and the whole
+    frame loses most small people (bench/backends.py measures all three).
+    """
 
     multi_person = False
 
-    def __init__(self, name: str, model_json: Path, input_size: int, crop: CropPolicy = CropPolicy.KEYPOINTS) -> None:
+    def __init__(self, name: str, model_json: Path, input_size: int, crop: CropPolicy = CropPolicy.BOX) -> None:
         self.name = name
         self.input_size = input_size
         self.crop = crop

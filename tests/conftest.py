@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,10 +17,25 @@ DATA = assets.DATA_DIR
 
 
 @pytest.fixture(scope="session")
-def models() -> Iterator[Models]:
+def models_for() -> Callable[[str], Models]:
+    """Models with the named pose backend, each loaded once per test run."""
     from pose.pipeline import load_models
 
-    yield load_models(DATA)
+    loaded: dict[str, Models] = {}
+
+    def get(pose: str) -> Models:
+        if pose not in loaded:
+            loaded[pose] = load_models(DATA, pose=pose)
+        return loaded[pose]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def models(models_for: Callable[[str], Models]) -> Iterator[Models]:
+    from pose.backends import DEFAULT_BACKEND
+
+    yield models_for(DEFAULT_BACKEND)
 
 
 @pytest.fixture(scope="session")
