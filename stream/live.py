@@ -29,7 +29,7 @@ from aiortc.sdp import SessionDescription
 
 from pose.types import FrameAnalysis
 from stream.session import LiveSession, RateMeter, TickResult
-from stream.tracks import AnnotatedTrack, LatestFrame, consume
+from stream.tracks import AnnotatedTrack, BgrConverter, LatestFrame, consume
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class SessionRunner:
         self._wake = asyncio.Event()
         self._inflight: concurrent.futures.Future[TickResult] | None = None
         self._latest = LatestFrame()
+        self._to_bgr = BgrConverter()  # the analyzer thread's own (see BgrConverter)
         self._output_rate = RateMeter()
         self._tracks: list[MediaStreamTrack] = []
         self._channel: RTCDataChannel | None = None
@@ -246,7 +247,7 @@ class SessionRunner:
             self._send(self.session.record(result, self._loop.time()).message())
 
     def _process(self, tick: int, frame: av.VideoFrame) -> TickResult:
-        return self.session.process(tick, frame.to_ndarray(format="bgr24"))
+        return self.session.process(tick, self._to_bgr(frame))
 
     def _log_error(self, tick: int) -> None:
         if not self._logged_error:

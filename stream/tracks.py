@@ -12,8 +12,10 @@ import logging
 from collections.abc import Callable
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
+from av.video.reformatter import VideoReformatter
 
 from pose.draw import draw_analysis
 from pose.types import FrameAnalysis
@@ -21,6 +23,21 @@ from pose.types import FrameAnalysis
 log = logging.getLogger(__name__)
 
 FrameSink = Callable[[av.VideoFrame, float], None]
+
+
+class BgrConverter:
+    """Frames to (h, w, 3) uint8 BGR arrays through a scaler of its own.
+
+    PyAV keeps one scaler per frame object, and each webcam frame goes both to the analyzer thread and to the
+    returned track: two threads converting the same frame at once deadlock inside swscale (seen: the event
+    loop hung for good in `to_ndarray`). So each user converts through its own single-threaded reformatter.
+    """
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="bgr24", threads=1).to_ndarray()
 
 
 class LatestFrame:
@@ -82,6 +99,7 @@ class AnnotatedTrack(MediaStreamTrack):
         self._annotation = annotation
         self._on_sent = on_sent
         self._seq = 0
+        self._to_bgr = BgrConverter()
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -89,12 +107,12 @@ class AnnotatedTrack(MediaStreamTrack):
         self._seq, frame = await self._latest.newer_than(self._seq)
         analysis = self._annotation()
         self._on_sent()
-        return frame if analysis is None else annotate(frame, analysis)
+        return frame if analysis is None else annotate(frame, analysis, self._to_bgr)
 
 
-def annotate(frame: av.VideoFrame, analysis: FrameAnalysis) -> av.VideoFrame:
+def annotate(frame: av.VideoFrame, analysis: FrameAnalysis, to_bgr: BgrConverter) -> av.VideoFrame:
     """A new frame: `frame` with `analysis` drawn on it, keeping its timestamp."""
-    image = draw_analysis(frame.to_ndarray(format="bgr24"), analysis)
+    image = draw_analysis(to_bgr(frame), analysis)
     out = av.VideoFrame.from_ndarray(image, format="bgr24")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
