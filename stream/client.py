@@ -36,7 +36,9 @@ CLOCK_INTERVAL_S = 0.05
 CONNECT_TIMEOUT_S = 30.0
 SETTLE_S = 1.0  # after the clock stops: time for the last analysis and its score to come back
 
-FrameHook = Callable[[av.VideoFrame, float], None]  # (frame, loop time)
+# (frame, loop time). Convert frames in a hook with a `stream.tracks.BgrConverter` of its own, not `to_ndarray`:
+# aiortc's encoder thread may be converting the same frame, and PyAV's per-frame scaler is not thread-safe.
+FrameHook = Callable[[av.VideoFrame, float], None]
 
 
 class ClientError(RuntimeError):
