@@ -5,8 +5,9 @@ Input `input:0`: int32 RGB 0..255, NHWC. Output `Identity:0`: single-pose (Light
 [1, 6, 56]: six people, each 17 x (y, x, score), then box y1, x1, y2, x2 and the person's score.
 
 Single-pose models run on a square crop around the main dancer (`pose.crop`); MultiPose on the whole frame,
-letterboxed to a multiple of 32. Keypoints map onto the 18-part schema by name; the neck, which COCO lacks, is
-the shoulders' midpoint when both are found, with the lower of their two scores.
+scaled so that the largest person is big enough (`multipose_side`) and letterboxed to multiples of 32.
+Keypoints map onto the 18-part schema by name; the neck, which COCO lacks, is the shoulders' midpoint when both
+are found, with the lower of their two scores.
 """
 
 from __future__ import annotations
@@ -37,15 +38,25 @@ COCO_TO_PART = np.array(
 # Thresholds of TF.js pose-detection's MoveNet: a keypoint is drawn at 0.3, a pose is kept at 0.25.
 MIN_PART_SCORE = 0.3
 MIN_PERSON_SCORE = 0.25
-MULTIPOSE_MAX_SIDE = 256  # TF Hub: "the larger dimension is recommended to be 256"
+# MultiPose's input: TF Hub recommends 256 for the longer side, which suits people near the camera (messi5.jpg:
+# every joint) but loses small ones (vtest.avi: main dancer on 45% of ticks, golden PCK 0.22); at 512 it is the
+# other way round. So the side is chosen per frame from the largest person box: big enough for that box's longer
+# side to span MULTIPOSE_PERSON_PX input pixels, within MULTIPOSE_SIDES (bench/backends.py, multipose_sides).
+MULTIPOSE_SIDES = (256, 512)
+MULTIPOSE_PERSON_PX = 96
 
 
 def coco_to_poses(keypoints: FloatArray, person_score: FloatArray, min_part_score: float = MIN_PART_SCORE) -> Poses:
-    """keypoints: (n, 17, 3) x, y (frame-normalised), score in COCO order; person_score: (n,). → Poses."""
+    """keypoints: (n, 17, 3) x, y (frame-normalised), score in COCO order; person_score: (n,). → Poses.
+
+    A keypoint counts as found when its score reaches `min_part_score` and it lies in the frame (a crop or the
+    letterbox may reach past the frame's edges, and the CSV holds coordinates in [0, 1]).
+    """
     n = len(keypoints)
     xy = np.full((n, NUM_PARTS, 2), np.nan, np.float32)
     confidence = np.zeros((n, NUM_PARTS), np.float32)
-    found = keypoints[..., 2] >= min_part_score
+    inside = ((keypoints[..., :2] >= 0) & (keypoints[..., :2] <= 1)).all(axis=-1)
+    found = (keypoints[..., 2] >= min_part_score) & inside
     xy[:, COCO_TO_PART] = np.where(found[..., None], keypoints[..., :2], np.nan)
     confidence[:, COCO_TO_PART] = np.where(found, keypoints[..., 2], 0)
     shoulders = [BodyPart.L_SHOULDER, BodyPart.R_SHOULDER]
@@ -61,6 +72,44 @@ def to_frame(yx_score: FloatArray, region: FloatArray) -> FloatArray:
     x = x1 + yx_score[..., 1] * (x2 - x1)
     y = y1 + yx_score[..., 0] * (y2 - y1)
     return np.stack([x, y, yx_score[..., 2]], axis=-1).astype(np.float32)
+
+
+def decode_single(output: NetworkOutput) -> Poses:
+    """Single-pose output (17, 3) → 0 or 1 person; the person's score is the mean keypoint score."""
+    keypoints = to_frame(output.tensor, output.region)[None]
+    poses = coco_to_poses(keypoints, keypoints[:, :, 2].mean(axis=1))
+    return poses.take(np.flatnonzero((poses.score >= MIN_PERSON_SCORE) & poses.found.any(axis=1)))
+
+
+def decode_multi(output: NetworkOutput) -> Poses:
+    """MultiPose output (6, 56) → the people scoring at least MIN_PERSON_SCORE, in the model's order."""
+    people = output.tensor[output.tensor[:, 55] >= MIN_PERSON_SCORE]
+    poses = coco_to_poses(to_frame(people[:, :51].reshape(-1, 17, 3), output.region), people[:, 55])
+    return poses.take(np.flatnonzero(poses.found.any(axis=1)))
+
+
+def multipose_side(
+    people: Detections,
+    width: int,
+    height: int,
+    person_px: float = MULTIPOSE_PERSON_PX,
+    sides: tuple[int, int] = MULTIPOSE_SIDES,
+) -> int:
+    """The input's longer side for a frame: the largest box's longer side becomes `person_px`, within `sides`.
+
+    With no box, the smaller side (TF Hub's recommendation).
+    """
+    if not len(people):
+        return sides[0]
+    x1, y1, x2, y2 = people.boxes[0] * (width, height, width, height)
+    longest = max(x2 - x1, y2 - y1, 1.0)
+    return int(np.clip(_multiple_of_32(person_px * max(width, height) / longest), *sides))
+
+
+def multipose_input_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) of MultiPose's input for a frame: the longer side `side`, both multiples of 32."""
+    scale = side / max(width, height)
+    return _multiple_of_32(width * scale), _multiple_of_32(height * scale)
 
 
 def _multiple_of_32(value: float) -> int:
@@ -94,40 +143,37 @@ class SinglePoseMoveNet:
         return NetworkOutput(np.asarray(output[0, 0]), cut_region)
 
     def decode(self, output: NetworkOutput) -> Poses:
-        keypoints = to_frame(output.tensor, output.region)[None]
-        poses = coco_to_poses(keypoints, keypoints[:, :, 2].mean(axis=1))
-        keep = (poses.score >= MIN_PERSON_SCORE) & poses.found.any(axis=1)
-        return poses.take(np.flatnonzero(keep))
+        return decode_single(output)
 
 
 class MultiPoseMoveNet:
-    """MoveNet MultiPose Lightning: up to six people on the whole frame, its longer side scaled to `max_side`."""
+    """MoveNet MultiPose Lightning: up to six people on the whole frame, scaled by `multipose_side`."""
 
     multi_person = True
 
-    def __init__(self, name: str, model_json: Path, max_side: int = MULTIPOSE_MAX_SIDE) -> None:
-        if max_side % 32:
-            raise ValueError(f"max_side must be a multiple of 32, got {max_side}")
+    def __init__(
+        self,
+        name: str,
+        model_json: Path,
+        person_px: float = MULTIPOSE_PERSON_PX,
+        sides: tuple[int, int] = MULTIPOSE_SIDES,
+    ) -> None:
+        if sides[0] % 32 or sides[1] % 32 or not 0 < sides[0] <= sides[1]:
+            raise ValueError(f"sides must be multiples of 32, smallest first, got {sides}")
         self.name = name
-        self.max_side = max_side
+        self.person_px = person_px
+        self.sides = sides
         self._graph = FrozenGraph(load_graph_model(model_json))
-
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) of the network input for a frame: multiples of 32, the longer side `max_side`."""
-        scale = self.max_side / max(width, height)
-        return _multiple_of_32(width * scale), _multiple_of_32(height * scale)
 
     def forward(self, image_bgr: np.ndarray, people: Detections, previous: Poses | None = None) -> NetworkOutput:
         """The whole frame, padded at the right or bottom up to the input's multiple-of-32 shape."""
         h, w = image_bgr.shape[:2]
-        size = self.input_size(w, h)
-        scale = self.max_side / max(w, h)
+        side = multipose_side(people, w, h, self.person_px, self.sides)
+        size = multipose_input_size(w, h, side)
+        scale = side / max(w, h)
         patch, region = cut(image_bgr, np.array([0, 0, size[0] / scale, size[1] / scale], np.float32), size)
         (output,) = self._graph.run([OUTPUT], {INPUT: _rgb_int32(patch)})
         return NetworkOutput(np.asarray(output[0]), region)
 
     def decode(self, output: NetworkOutput) -> Poses:
-        people = output.tensor[output.tensor[:, 55] >= MIN_PERSON_SCORE]
-        keypoints = to_frame(people[:, :51].reshape(-1, 17, 3), output.region)
-        poses = coco_to_poses(keypoints, people[:, 55])
-        return poses.take(np.flatnonzero(poses.found.any(axis=1)))
+        return decode_multi(output)

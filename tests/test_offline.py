@@ -9,11 +9,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video
@@ -172,7 +172,7 @@ TORSO_PX = 110  # neck to mid-hip
 
 
 def test_solo_keypoints_land_on_the_joints(models: Models, solo_image: Path) -> None:
-    image = cv2.imread(str(solo_image))
+    image = read_image(solo_image)
     analysis = FrameAnalyzer(models).analyze(image)
     xy = analysis.poses.xy[0] * (analysis.width, analysis.height)
     for part, expected in MESSI_JOINTS.items():
