@@ -1,6 +1,6 @@
 """dancesync's server: the page, the reference library API and live WebRTC sessions (issue 3).
 
-    python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose-size WxH] [--no-seed]
+    python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
@@ -25,6 +25,7 @@ import av
 import numpy as np
 from aiohttp import web
 
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import FrameAnalyzer, Models, load_models
 from stream.api import ReferencesApi, SessionsApi
 from stream.live import SessionRegistry
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="models, samples and the library")
     parser.add_argument(
+        "--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"pose backend (default {DEFAULT_BACKEND})"
+    )
+    parser.add_argument(
         "--pose-size",
         type=_size,
         default=(432, 368),
@@ -178,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = args.data_dir.resolve()
     seed = None if args.no_seed else data_dir / "samples" / "vtest.avi"
     settings = Settings(data_dir=data_dir, seed_video=seed, live_workers=max(1, args.live_workers))
-    log.info("loading models from %s", data_dir / "models")
-    models = load_models(data_dir, args.pose_size)
+    log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
+    models = load_models(data_dir, args.pose_size, pose=args.pose)
     web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)
 
 
