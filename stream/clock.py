@@ -91,9 +91,7 @@ class TickSampler:
     smaller ones. A tick skipped earlier may still be taken when a backward seek replays it.
     """
 
-    def __init__(
-        self, fps: float, total_ticks: int, seek_threshold: float = SAMPLER_SEEK_THRESHOLD_S
-    ) -> None:
+    def __init__(self, fps: float, total_ticks: int, seek_threshold: float = SAMPLER_SEEK_THRESHOLD_S) -> None:
         if not fps > 0 or total_ticks < 0 or not seek_threshold > 0:
             raise ValueError(f"need fps > 0, total_ticks >= 0, seek_threshold > 0, got {fps}, {total_ticks}")
         self.fps = fps

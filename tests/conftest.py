@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or the process segfaults)
 import pytest
 
 from pose import assets

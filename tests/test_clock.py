@@ -121,9 +121,7 @@ def test_pause_holds() -> None:
     assert sampler.elapsed == 2
 
 
-@pytest.mark.parametrize(
-    ("ref", "expected"), [(-0.05, None), (-1e-12, 0), (9.99, 99), (10.0, None), (50.0, None)]
-)
+@pytest.mark.parametrize(("ref", "expected"), [(-0.05, None), (-1e-12, 0), (9.99, 99), (10.0, None), (50.0, None)])
 def test_out_of_range_times(ref: float, expected: int | None) -> None:
     assert TickSampler(10, 100).take(ref) == expected
 

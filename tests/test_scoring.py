@@ -66,9 +66,7 @@ def test_same_pose_scores_100(user: Array) -> None:
     assert result.common == NUM_PARTS
 
 
-@pytest.mark.parametrize(
-    ("user_aspect", "dancer_aspect"), [(16 / 9, 4 / 3), (4 / 3, 16 / 9), (9 / 16, 16 / 9)]
-)
+@pytest.mark.parametrize(("user_aspect", "dancer_aspect"), [(16 / 9, 4 / 3), (4 / 3, 16 / 9), (9 / 16, 16 / 9)])
 def test_aspect_ratio_is_corrected(user_aspect: float, dancer_aspect: float) -> None:
     user = in_frame(BODY, user_aspect)
     dancer = in_frame(BODY, dancer_aspect)
@@ -151,9 +149,7 @@ def test_partial_bodies_compare_common_parts_only() -> None:
 
 
 def test_empty_window_scores_0() -> None:
-    assert (
-        score_pose(DANCER, conf(), np.zeros((0, NUM_PARTS, 2)), np.zeros((0, NUM_PARTS))) == PoseScore.none()
-    )
+    assert score_pose(DANCER, conf(), np.zeros((0, NUM_PARTS, 2)), np.zeros((0, NUM_PARTS))) == PoseScore.none()
 
 
 def test_best_row_in_window_is_picked() -> None:
