@@ -27,7 +27,8 @@ from aiohttp import web
 
 from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import FrameAnalyzer, Models, load_models
-from stream.api import ReferencesApi, SessionsApi
+from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
+from stream.limits import Rate, guard_middleware
 from stream.live import SessionRegistry
 from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.session import Analyzer, DancerPoses, LiveSession
@@ -37,6 +38,8 @@ log = logging.getLogger("server")
 ROOT = Path(__file__).resolve().parent
 WARM_UP_SIZE = (640, 480)
 SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
+OFFER_RATE = Rate(burst=10, per_minute=20)  # a page that reconnects a few times is never held up
+UPLOAD_RATE = Rate(burst=5, per_minute=2)  # each upload is a build of minutes on the single job worker
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,13 @@ class Settings:
         flight). Measured on 2 cores (432x368): two streams on 2 workers got through one analysis per 103 ms
         between them, on 1 worker per 131 ms (TF's intra-op threads leave gaps a second analysis fills); a third
         worker gained ~5%. One session is unaffected (one analysis at a time).
-    retention_s: how long an ended session's CSVs stay downloadable (1 hour), purged every minute.
+    retention_s: how long an ended session's CSVs stay downloadable (1 hour); its token is refused after that.
+    max_upload_bytes: an upload's video file (413 beyond, nothing over the limit is written to disk).
+    max_offer_bytes: the body of `POST /api/offer` (413 beyond).
+    max_sessions: live sessions at once (503 beyond).
+    offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
+    allowed_origins: origins (scheme://host[:port]) besides the server's own whose pages may post offers and
+        uploads; any other Origin is refused with 403 (stream.limits).
     seed_video: built into the library at start-up when the library is empty (None: don't seed).
     """
 
@@ -60,6 +69,10 @@ class Settings:
     live_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     max_sessions: int = 4
     retention_s: float = 3600.0
+    max_offer_bytes: int = MAX_OFFER_BYTES
+    offer_rate: Rate = OFFER_RATE
+    upload_rate: Rate = UPLOAD_RATE
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def references_dir(self) -> Path:
@@ -78,7 +91,8 @@ def create_app(
     settings: Settings, models: Models, analyzer: Callable[[Models], Analyzer] = FrameAnalyzer
 ) -> web.Application:
     """The application; `models` are loaded by the caller (once per process), `analyzer` makes one per session."""
-    app = web.Application()
+    rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
+    app = web.Application(middlewares=[guard_middleware(rates, settings.allowed_origins, time.monotonic)])
     app[MODELS] = models
     app[LIBRARY] = library = ReferenceLibrary(settings.references_dir)
     app[LIVE_POOL] = live_pool = concurrent.futures.ThreadPoolExecutor(
@@ -92,7 +106,7 @@ def create_app(
         return LiveSession(dancer, analyzer(models), fps, mirror, detect=models.detector.detect)
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
-    sessions = SessionsApi(library, registry, live_pool, new_session)
+    sessions = SessionsApi(library, registry, live_pool, new_session, settings.max_offer_bytes)
     app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
@@ -160,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--live-workers", type=int, default=Settings().live_workers, help="live inference threads")
     parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept offers and uploads from pages on ORIGIN (scheme://host[:port]; repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -181,7 +202,12 @@ def main(argv: list[str] | None = None) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     data_dir = args.data_dir.resolve()
     seed = None if args.no_seed else data_dir / "samples" / "vtest.avi"
-    settings = Settings(data_dir=data_dir, seed_video=seed, live_workers=max(1, args.live_workers))
+    settings = Settings(
+        data_dir=data_dir,
+        seed_video=seed,
+        live_workers=max(1, args.live_workers),
+        allowed_origins=tuple(args.allow_origin),
+    )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
     models = load_models(data_dir, args.pose_size, pose=args.pose)
     web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)

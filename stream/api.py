@@ -30,6 +30,7 @@ import av
 from aiohttp import BodyPartReader, web
 
 from pose.video import VideoError, probe_video
+from stream.limits import read_body
 from stream.live import OfferError, SessionRegistry, SessionRunner, parse_offer
 from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps, video_error_reason
 from stream.session import DancerPoses, LiveSession
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 FIELD_LIMIT = 1024  # bytes of a non-file form field
+MAX_PARTS = 8  # parts of an upload form (video, title, fps and a few a browser may add)
+MAX_OFFER_BYTES = 64 * 1024  # a browser's offer with all its candidates is 4-10 KiB
 DEFAULT_FPS = 10.0
 MAX_TITLE = 120
 
@@ -120,18 +123,24 @@ class ReferencesApi:
         fields: dict[str, str] = {}
         filename: str | None = None
         got_video = False
+        parts = 0
         try:
             reader = await request.multipart()
             async for part in reader:
+                parts += 1
+                if parts > MAX_PARTS:
+                    raise api_error(web.HTTPBadRequest, f"the form has more than {MAX_PARTS} fields")
                 if not isinstance(part, BodyPartReader):
                     raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
                 if part.name == "video" and not got_video:
                     filename, got_video = part.filename, True
                     await self._save(part, path)
-                elif part.name in ("title", "fps"):
+                elif part.name == "video":
+                    raise api_error(web.HTTPBadRequest, "send one 'video' file per upload")
+                elif part.name in ("title", "fps") and part.name not in fields:
                     fields[part.name] = await _small_field(part)
-                else:
-                    await part.release()
+                else:  # skipped, but read within the field limit: an unknown part must not stream forever
+                    await _small_field(part)
         except ValueError as exc:  # a malformed multipart body
             raise api_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from None
         if not got_video:
@@ -203,11 +212,13 @@ class SessionsApi:
         registry: SessionRegistry,
         executor: concurrent.futures.Executor,
         new_session: SessionFactory,
+        max_offer_bytes: int = MAX_OFFER_BYTES,
     ) -> None:
         self.library = library
         self.registry = registry
         self.executor = executor
         self.new_session = new_session
+        self.max_offer_bytes = max_offer_bytes
         self._dancers: dict[str, DancerPoses] = {}
 
     def routes(self) -> list[web.RouteDef]:
@@ -219,10 +230,11 @@ class SessionsApi:
 
     async def offer(self, request: web.Request) -> web.Response:
         """{"sdp", "type": "offer", "reference", "fps"?, "mirror"?} → {"sdp", "type", "session", "token"}."""
+        body = await read_body(request, self.max_offer_bytes, "the offer")
         try:
-            offer = parse_offer(await request.json())
-        except (ValueError, UnicodeDecodeError) as exc:  # OfferError, or a body that is not JSON
-            message = str(exc) if isinstance(exc, OfferError) else "the body must be JSON"
+            offer = parse_offer(json.loads(body))
+        except (ValueError, RecursionError) as exc:  # OfferError, or not JSON (bad UTF-8, too deeply nested)
+            message = str(exc) if isinstance(exc, OfferError) else "the body must be a JSON object"
             raise api_error(web.HTTPBadRequest, message) from None
         meta = self.library.get(offer.reference)
         if meta is None:
@@ -234,7 +246,12 @@ class SessionsApi:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
         self.registry.purge(asyncio.get_running_loop().time())
         if len(self.registry.live()) >= self.registry.max_live:
-            raise api_error(web.HTTPServiceUnavailable, "the server is busy with other sessions; try again later")
+            raise api_error(
+                web.HTTPServiceUnavailable,
+                f"the server is busy: it runs at most {self.registry.max_live} live sessions at once; "
+                "try again in a minute",
+                headers={"Retry-After": "60"},
+            )
         runner = SessionRunner(session, self.executor)
         try:
             answer = await runner.answer(offer.sdp)
@@ -262,6 +279,7 @@ class SessionsApi:
         token = _token(request)
         if not token:
             raise api_error(web.HTTPForbidden, "a session token is required (Authorization: Bearer <token>)")
+        self.registry.purge(asyncio.get_running_loop().time())  # a token dies with its session's retention
         runner = self.registry.get(request.match_info["session"])
         expected = runner.token if runner is not None else "-" * 43  # compare anyway: same timing
         if not hmac.compare_digest(token.encode(), expected.encode()) or runner is None:

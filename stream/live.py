@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import secrets
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +29,19 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import SessionDescription
 
 from pose.types import FrameAnalysis
+from stream.sdpcheck import SdpError, check_sdp
 from stream.session import LiveSession, RateMeter, TickResult
 from stream.tracks import AnnotatedTrack, BgrConverter, LatestFrame, consume
 
 log = logging.getLogger(__name__)
 
 CONTROL_LABEL = "control"
+FPS_RANGE = (0.1, 60.0)  # a session's ticks per second
 STATS_INTERVAL_S = 1.0
-CONNECT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 30.0  # an offer whose ICE/DTLS never completes is dropped after this
+MEDIA_TIMEOUT_S = 10.0  # a connected client that sends no webcam frame and no clock message this long is gone
+WATCH_INTERVAL_S = 1.0
+AGE_SAMPLES = 2000  # frame ages kept for the backpressure figures
 
 
 class OfferError(ValueError):
@@ -66,6 +72,8 @@ def parse_offer(body: object) -> OfferRequest:
         raise OfferError('"reference" must be a reference id (a string)')
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps)):
         raise OfferError('"fps" must be a number')
+    if fps is not None and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise OfferError(f'"fps" must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} ticks per second')
     if not isinstance(mirror, bool):
         raise OfferError('"mirror" must be true or false')
     check_offer_sdp(sdp)
@@ -73,7 +81,12 @@ def parse_offer(body: object) -> OfferRequest:
 
 
 def check_offer_sdp(sdp: str) -> None:
-    """The offer must send and receive video and carry a data channel (the `control` channel)."""
+    """The offer must be well-formed SDP (stream.sdpcheck), send and receive video and carry a data channel
+    (the `control` channel)."""
+    try:
+        check_sdp(sdp)
+    except SdpError as exc:
+        raise OfferError(f'"sdp" is not a valid offer: {exc}') from None
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # the SDP parser raises whatever the malformed line provokes
@@ -111,9 +124,11 @@ def peer_connection() -> RTCPeerConnection:
 class SessionRunner:
     """Runs one `LiveSession` over one peer connection until either side ends it.
 
-    The session ends when the peer connection fails or closes, the control channel closes, or it never
-    connects within `CONNECT_TIMEOUT_S`. Then every task is cancelled, the in-flight analysis (if any) is
-    waited for, the tracks are stopped and the peer connection closed; the results stay in `session`.
+    The session ends when the peer connection fails or closes, the control channel closes, it never connects
+    within `CONNECT_TIMEOUT_S`, or, once connected, nothing (no webcam frame, no clock message) arrives for
+    `MEDIA_TIMEOUT_S` (a killed client: ICE consent would only fail it after ~30 s). Then every task is
+    cancelled, the in-flight analysis (if any) is waited for, the tracks are stopped and the peer connection
+    closed; the results stay in `session`.
     """
 
     def __init__(
@@ -140,6 +155,10 @@ class SessionRunner:
         self._channel: RTCDataChannel | None = None
         self._webcam: MediaStreamTrack | None = None
         self._logged_error = False
+        self._heard_at = self._loop.time()  # last webcam frame or control message (loop time)
+        self._pending_at = 0.0  # arrival (loop time) of the frame in the mailbox
+        self.peak_depth = 0  # most frames held at once between the webcam and the analyzer (mailbox + in flight)
+        self.frame_ages: deque[float] = deque(maxlen=AGE_SAMPLES)  # s from a frame's arrival to its analysis
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -162,9 +181,12 @@ class SessionRunner:
             raise
         except (ValueError, InternalError, InvalidAccessError, InvalidStateError, OperationError) as exc:
             raise OfferError(f"the offer could not be used: {exc}") from None
+        except Exception as exc:  # aiortc fails on SDP it cannot use with whatever the bad value provokes
+            log.info("session %s: offer refused by aiortc: %r", self.id, exc)
+            raise OfferError(f"the offer could not be used ({type(exc).__name__})") from None
         self._spawn(self._inference_loop(), "inference")
         self._spawn(self._stats_loop(), "stats")
-        self._spawn(self._connect_watchdog(), "watchdog")
+        self._spawn(self._watchdog(), "watchdog")
         return pc.localDescription
 
     def end(self, reason: str) -> asyncio.Task[None]:
@@ -206,10 +228,13 @@ class SessionRunner:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState if self.pc is not None else "closed"
         log.debug("session %s: connection %s", self.id, state)
+        if state == "connected":
+            self._heard_at = self._loop.time()
         if state in ("failed", "closed"):
             self.end(f"connection {state}")
 
     def _on_message(self, message: str | bytes) -> None:
+        self._heard_at = self._loop.time()
         clock = parse_clock(message)
         if clock is None:
             log.debug("session %s: ignoring message %.80r", self.id, message)
@@ -217,8 +242,11 @@ class SessionRunner:
         self.session.on_clock(*clock, now=self._loop.time())
 
     def _on_frame(self, frame: av.VideoFrame, now: float) -> None:
+        self._heard_at = now
         capture = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
         if self.session.on_frame(frame, now, capture):
+            self._pending_at = now
+            self.peak_depth = max(self.peak_depth, 1 + (self._inflight is not None and not self._inflight.done()))
             self._wake.set()
 
     def _on_sent(self) -> None:
@@ -237,6 +265,7 @@ class SessionRunner:
             if job is None:
                 continue
             tick, frame = job
+            arrived = self._pending_at
             self._inflight = self._executor.submit(self._process, tick, frame)
             try:
                 result = await asyncio.wrap_future(self._inflight)
@@ -244,7 +273,9 @@ class SessionRunner:
                 self.session.fail(tick)
                 self._log_error(tick)
                 continue
-            self._send(self.session.record(result, self._loop.time()).message())
+            now = self._loop.time()
+            self.frame_ages.append(now - arrived)
+            self._send(self.session.record(result, now).message())
 
     def _process(self, tick: int, frame: av.VideoFrame) -> TickResult:
         return self.session.process(tick, self._to_bgr(frame))
@@ -260,10 +291,22 @@ class SessionRunner:
             now = self._loop.time()
             self._send(self.session.stats(now, self._output_rate.rate(now)))
 
-    async def _connect_watchdog(self) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT_S)
-        if self.pc is not None and self.pc.connectionState != "connected":
-            self.end(f"not connected after {CONNECT_TIMEOUT_S:g} s")
+    async def _watchdog(self) -> None:
+        """End a session that never connects, or whose client has gone silent (killed, unplugged)."""
+        started = self._loop.time()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            now = self._loop.time()
+            connected = self.pc is not None and self.pc.connectionState == "connected"
+            if not connected and self._webcam_frames() == 0 and now - started >= CONNECT_TIMEOUT_S:
+                self.end(f"not connected after {CONNECT_TIMEOUT_S:g} s")
+                return
+            if (connected or self._webcam_frames() > 0) and now - self._heard_at >= MEDIA_TIMEOUT_S:
+                self.end(f"nothing from the client for {MEDIA_TIMEOUT_S:g} s")
+                return
+
+    def _webcam_frames(self) -> int:
+        return self.session.frames
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._channel is not None and self._channel.readyState == "open":
@@ -286,6 +329,7 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
+        self.session.take_pending()  # drop the unprocessed frame: ended sessions are kept for an hour
         if self.pc is not None:
             await self.pc.close()
         self.pc, self._channel, self._webcam, self._inflight = None, None, None, None

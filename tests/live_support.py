@@ -18,6 +18,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from server import Settings
+from stream.limits import Rate
 from stream.references import ReferenceMeta
 
 REFERENCE_FPS = 10.0
@@ -68,9 +69,14 @@ class SeededLibrary:
     reference: ReferenceMeta
 
 
+UNLIMITED = Rate(burst=100_000, per_minute=1e6)
+
+
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    """Test settings: no seeding unless asked, two live workers as on the target machine."""
-    return dataclasses.replace(Settings(data_dir=data_dir, seed_video=None, live_workers=2), **overrides)
+    """Test settings: no seeding unless asked, two live workers as on the target machine, no rate limits (the
+    tests of the limits set their own)."""
+    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2, offer_rate=UNLIMITED, upload_rate=UNLIMITED)
+    return dataclasses.replace(settings, **overrides)
 
 
 def open_peer_connections() -> list[RTCPeerConnection]:
