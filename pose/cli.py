@@ -132,6 +132,12 @@ def run_image(args: argparse.Namespace) -> int:
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    from pose.safety import MediaLimitError, check_image_file
+
+    try:
+        check_image_file(path)  # a decompression bomb is refused from its header, before OpenCV decodes it
+    except MediaLimitError as exc:
+        raise UsageError(f"{path}: {exc}") from None
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report a bad image ourselves
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:

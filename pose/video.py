@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,10 +13,9 @@ import av
 import av.container
 import numpy as np
 
-log = logging.getLogger(__name__)
+from pose.safety import OPEN_OPTIONS, MediaLimitError, check_video_size
 
-# Only local files: a playlist or concat script renamed .mp4 must not make us open other files or URLs.
-OPEN_OPTIONS = {"protocol_whitelist": "file"}
+log = logging.getLogger(__name__)
 
 
 class VideoError(ValueError):
@@ -43,11 +43,22 @@ def open_video(path: Path) -> av.container.InputContainer:
         container = av.open(str(path), options=OPEN_OPTIONS)
     except av.EOFError as exc:
         raise VideoError(f"{path}: video has zero length (no frames)") from exc
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
+    except av.FFmpegError as exc:
+        # EINVAL here means a format outside OPEN_OPTIONS' whitelist (a playlist, an image, raw video) or a header
+        # FFmpeg itself refuses (an absurd picture size); FFmpeg's own text for it is "Invalid argument".
+        reason = "not a supported video format" if exc.errno == errno.EINVAL else str(exc)
+        raise VideoError(f"{path}: not a readable video ({reason})") from exc
+    except UnicodeDecodeError as exc:
         raise VideoError(f"{path}: not a readable video ({exc})") from exc
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
+    codec = container.streams.video[0].codec_context
+    try:
+        check_video_size(codec.width, codec.height)  # before any frame is decoded at that size
+    except MediaLimitError as exc:
+        container.close()
+        raise VideoError(f"{path}: {exc}") from None
     return container
 
 
