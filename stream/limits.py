@@ -20,6 +20,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -89,8 +90,8 @@ def normalise_origin(origin: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _refusal(cls: type[web.HTTPException], message: str, headers: Mapping[str, str] | None = None) -> web.HTTPException:
-    return cls(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
+def _refusal(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
+    return cls(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
 
 def guard_middleware(
@@ -119,7 +120,7 @@ def guard_middleware(
                 raise _refusal(
                     web.HTTPTooManyRequests,
                     f"too many requests from your address; try again in {seconds} s",
-                    {"Retry-After": str(seconds)},
+                    headers={"Retry-After": str(seconds)},
                 )
         response = await handler(request)
         if origin is not None and cross:
@@ -148,14 +149,15 @@ def _cors_headers(origin: str, preflight: bool) -> dict[str, str]:
 async def read_body(request: web.Request, limit: int, what: str = "the request body") -> bytes:
     """The whole body, refusing with 413 as soon as it passes `limit` bytes (whatever Content-Length says)."""
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(what, limit)
+        raise _too_large(what, limit, request.content_length)
     data = bytearray()
     while chunk := await request.content.read(64 * 1024):
         data += chunk
         if len(data) > limit:
-            raise _too_large(what, limit)
+            raise _too_large(what, limit, len(data))
     return bytes(data)
 
 
-def _too_large(what: str, limit: int) -> web.HTTPException:
-    return _refusal(web.HTTPRequestEntityTooLarge, f"{what} is larger than the {limit / 1024:g} KiB limit")
+def _too_large(what: str, limit: int, size: int) -> web.HTTPException:
+    message = f"{what} is larger than the {limit / 1024:g} KiB limit"
+    return _refusal(web.HTTPRequestEntityTooLarge, message, max_size=limit, actual_size=size)

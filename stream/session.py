@@ -5,12 +5,10 @@ any monotonic clock); the asyncio/aiortc shell in `stream.live` supplies `loop.t
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,9 +23,11 @@ from pose.scoring import PoseScore, score_pose, window_ticks
 from pose.ticks import tick_time
 from pose.types import Detections, FrameAnalysis
 from stream.clock import ReferenceClock, TickSampler
+from stream.csvsafe import csv_text
 
 F = TypeVar("F")  # a webcam frame, opaque here
 SCORE_COLUMNS = ("tick", "time_s", "score", "worst")
+SCORE_TEXT_COLUMNS = ("worst",)  # the other columns of both CSVs are numbers (stream.csvsafe checks them)
 ANNOTATION_MAX_AGE_S = 1.0  # an older skeleton is no longer where the user is; show the plain frame
 
 
@@ -300,15 +300,8 @@ class LiveSession(Generic[F]):
 
     def keypoints_csv(self) -> str:
         """The offline schema, one person-0 row per processed tick, in tick order."""
-        return _csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))
+        return csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))
 
     def scores_csv(self) -> str:
-        return _csv_text(SCORE_COLUMNS, [s.csv_row() for s in sorted(self.scores, key=lambda s: s.tick)])
-
-
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
+        rows = [s.csv_row() for s in sorted(self.scores, key=lambda s: s.tick)]
+        return csv_text(SCORE_COLUMNS, rows, text_columns=SCORE_TEXT_COLUMNS)

@@ -173,7 +173,7 @@ GOOD_SDP_BODY = {"type": "offer", "reference": "r" * 22, "sdp": "v=0\r\nm=video 
         ({**GOOD_SDP_BODY, "fps": "10"}, '"fps"'),
         ({**GOOD_SDP_BODY, "fps": math.inf}, '"fps"'),
         ({**GOOD_SDP_BODY, "mirror": 1}, '"mirror"'),
-        (GOOD_SDP_BODY, "data channel"),
+        (GOOD_SDP_BODY, "not a valid offer"),  # too sketchy for stream.sdpcheck (real offers: test_server.py)
     ],
 )
 def test_offer_validation(body: object, message: str) -> None:
