@@ -12,7 +12,8 @@
     GET  /api/sessions/{session}/keypoints.csv and /scores.csv, with `Authorization: Bearer <token>` or ?token=:
                                            403 without a token, 404 for a wrong token or session (alike)
 
-Errors are JSON `{"error": message}` with a 4xx/5xx status; the messages are meant for the page's user.
+Errors are JSON `{"error": message}` with a 4xx/5xx status; the messages are meant for the page's user. Both
+POSTs may also get 403 (a foreign Origin), 413 (body over its limit) and 429 (rate limit), see stream.limits.
 """
 
 from __future__ import annotations
