@@ -629,3 +629,51 @@ async def test_cross_origin_offers_and_uploads_are_refused(
     assert all(s[1] == 400 for o, s in seen.items() if o in (own, "https://dance.example", "None"))  # passed the check
     await client.app[SESSIONS].close_all()
     await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
+
+
+def semantic_mutations(good: str) -> dict[str, str]:
+    """Offers that pass the syntax check but ask aiortc for odd things (its own failures, not ours, are tested)."""
+
+    def sub(pattern: str, replacement: str) -> str:
+        return re.sub(pattern, replacement, good, flags=re.MULTILINE)
+
+    ufrags = iter(["aaaa", "bbbb"])
+    return {
+        "no common codec": sub(r"^a=rtpmap:(\d+) \w+/", r"a=rtpmap:\1 FOO/"),
+        "setup active": sub(r"^a=setup:actpass", "a=setup:active"),
+        "setup passive": sub(r"^a=setup:actpass", "a=setup:passive"),
+        "sctp port 0": sub(r"^a=sctp-port:\d+", "a=sctp-port:0"),
+        "video port 0": sub(r"^m=video \d+", "m=video 0"),
+        "no rtcp-mux": sub(r"^a=rtcp-mux\r\n", ""),
+        "sha-1 fingerprint only": sub(r"^a=fingerprint:sha-(256|384|512) .*\r\n", "").replace(
+            "a=setup:", "a=fingerprint:sha-1 " + ":".join(["AB"] * 20) + "\r\na=setup:"
+        ),
+        "ICE credentials differ per section": re.sub(
+            r"^a=ice-ufrag:.*$", lambda _: f"a=ice-ufrag:{next(ufrags)}", good, flags=re.MULTILINE
+        ),
+        "no BUNDLE": sub(r"^a=group:BUNDLE.*\r\n", ""),
+        "extmap id 15": sub(r"^a=extmap:1 ", "a=extmap:15 "),
+        "bad H264 profile": sub(r"profile-level-id=\w+", "profile-level-id=zzzzzz"),
+        "clock rate 1": sub(r"^a=rtpmap:(\d+) VP8/90000", r"a=rtpmap:\1 VP8/1"),
+        "apt to a missing type": sub(r"apt=97", "apt=55"),
+        "candidate port 0": sub(r"^(a=candidate:\S+ \d \w+ \d+ \S+) \d+", r"\1 0"),
+        "no candidates": sub(r"^a=candidate:.*\r\n", ""),
+        "three-ssrc FID": sub(r"^a=ssrc-group:FID (\d+ \d+)", r"a=ssrc-group:FID \1 12345"),
+        "msid garbage": sub(r"^a=msid:.*$", "a=msid:{}{}{} x y z"),
+        "sctp max-message-size 0": sub(r"^a=max-message-size:\d+", "a=max-message-size:0"),
+    }
+
+
+async def test_odd_but_well_formed_offers_get_an_answer_or_a_clear_4xx(client: Client, seeded: SeededLibrary) -> None:
+    good = await make_offer()
+    outcomes: dict[str, str] = {}
+    for name, sdp in semantic_mutations(good).items():
+        assert sdp != good, name
+        status, payload, _ = await post_offer(client, offer_body(sdp, seeded.reference.id))
+        outcomes[name] = f"{status} {payload.get('error', '')}".strip()
+        assert status == 200 or 400 <= status < 500, (name, status, payload)
+        assert status == 200 or payload["error"], payload
+        await client.app[SESSIONS].close_all()  # an answered one: its place under the session cap is freed
+    print("\n" + "\n".join(f"  {name}: {outcome}" for name, outcome in outcomes.items()))
+    await client.app[SESSIONS].close_all()
+    await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
