@@ -61,6 +61,7 @@ class ClientResult:
     frames_received: int = 0
     scores: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] | None = None
+    stats_log: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (loop time received, message)
     keypoints_csv: str = ""
     scores_csv: str = ""
     files: list[Path] = field(default_factory=list)
@@ -230,6 +231,7 @@ async def _connect(
                 result.scores.append(data)
             elif isinstance(data, dict) and data.get("type") == "stats":
                 result.stats = data
+                result.stats_log.append((asyncio.get_running_loop().time(), data))
                 result.fps = float(data.get("tick_fps", result.fps))
 
     return result, channel, returned

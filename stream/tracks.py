@@ -55,6 +55,7 @@ class LatestFrame:
 
     def close(self) -> None:
         self.closed = True
+        self.frame = None  # an ended session is kept for its results; its last frame need not be
         self._new.set()
 
     async def newer_than(self, seq: int) -> tuple[int, av.VideoFrame]:
