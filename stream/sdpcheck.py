@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 MAX_SDP_CHARS = 32 * 1024
-MAX_SDP_LINES = 400
+MAX_SDP_LINES = 1000  # Chrome: ~150 for video and a data channel, more with audio and many candidates
 
 LINE_TYPES = frozenset("vosiuepcbtrzkam")
 MEDIA = frozenset({"audio", "video", "application", "text", "message"})

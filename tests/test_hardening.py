@@ -27,6 +27,7 @@ from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, create_app
 from stream.csvsafe import FORMULA_STARTS, NUMBER, csv_text
 from stream.limits import Rate, RateLimiter, origin_allowed
+from stream.sdpcheck import check_sdp
 from stream.session import SCORE_COLUMNS
 from tests.live_support import Clips, SeededLibrary, cut_clip, eventually, open_peer_connections, settings_for
 from tests.test_server import make_offer, upload_form, wait_for_job
@@ -133,7 +134,7 @@ def mutate(sdp: str, rng: random.Random) -> tuple[str, str]:
         del lines[start:end]
     else:  # huge: too many lines, one enormous line, or a body over the offer limit
         size = rng.choice(["lines", "line", "body"])
-        extra = {"lines": ["a=x-filler:1"] * 500, "line": ["a=x-long:" + "A" * 40_000], "body": ["a=x:" + "B" * 70_000]}
+        extra = {"lines": ["a=x-fill:1"] * 1200, "line": ["a=x-long:" + "A" * 40_000], "body": ["a=x:" + "B" * 70_000]}
         lines[-1:-1] = extra[size]
         family = f"huge-{size}"
     return "\r\n".join(lines) + "\r\n", family
@@ -677,3 +678,61 @@ async def test_odd_but_well_formed_offers_get_an_answer_or_a_clear_4xx(client: C
     print("\n" + "\n".join(f"  {name}: {outcome}" for name, outcome in outcomes.items()))
     await client.app[SESSIONS].close_all()
     await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
+
+
+FIREFOX_STYLE_OFFER = """v=0
+o=mozilla...THIS_IS_SDPARTA-99.0 6372335853064353453 0 IN IP4 0.0.0.0
+s=-
+t=0 0
+a=fingerprint:sha-256 0F:74:31:25:CB:A2:13:EC:28:6F:6D:2C:61:FF:5D:C2:BC:B9:DB:3D:98:14:8D:1A:BB:EA:33:0C:A4:60:A8:8E
+a=group:BUNDLE 0 1
+a=ice-options:trickle
+a=msid-semantic:WMS *
+m=video 49753 UDP/TLS/RTP/SAVPF 120 124 126 127
+c=IN IP4 192.168.1.2
+a=candidate:0 1 UDP 2122252543 192.168.1.2 49753 typ host
+a=candidate:1 1 UDP 2122187007 6f1c0b3e-3b0e-4a5c-9d55-4e1f2b0b8c11.local 53211 typ host
+a=candidate:2 1 TCP 2105524479 192.168.1.2 9 typ host tcptype active
+a=candidate:3 1 UDP 1686052863 203.0.113.7 49753 typ srflx raddr 192.168.1.2 rport 49753
+a=sendrecv
+a=end-of-candidates
+a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid
+a=extmap:4/recvonly http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+a=fmtp:126 profile-level-id=42e01f;level-asymmetry-allowed=1;packetization-mode=1
+a=fmtp:120 max-fs=12288;max-fr=60
+a=fmtp:124 apt=120
+a=ice-pwd:9b3e5e0c4e8c3f5a8a1e2d3c4b5a6978
+a=ice-ufrag:2b7c8d1e
+a=mid:0
+a=msid:{5f4c2a9e-1b2d-4c3e-8f7a-6b5c4d3e2f1a} {0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d}
+a=rtcp:9 IN IP4 0.0.0.0
+a=rtcp-fb:120 nack
+a=rtcp-fb:120 nack pli
+a=rtcp-fb:120 ccm fir
+a=rtcp-fb:* transport-cc
+a=rtcp-mux
+a=rtcp-rsize
+a=rtpmap:120 VP8/90000
+a=rtpmap:124 rtx/90000
+a=rtpmap:126 H264/90000
+a=rtpmap:127 rtx/90000
+a=setup:actpass
+a=ssrc:1234567890 cname:{7c0b1a2e-3d4f-5a6b-7c8d-9e0f1a2b3c4d}
+a=ssrc-group:FID 1234567890 987654321
+m=application 49753 UDP/DTLS/SCTP webrtc-datachannel
+c=IN IP4 192.168.1.2
+a=sendrecv
+a=ice-pwd:9b3e5e0c4e8c3f5a8a1e2d3c4b5a6978
+a=ice-ufrag:2b7c8d1e
+a=mid:1
+a=setup:actpass
+a=sctp-port:5000
+a=max-message-size:1073741823
+"""
+
+
+def test_firefox_style_offers_pass_the_syntax_check() -> None:
+    """Chromium's own offer is checked by the browser test; this is Firefox's dialect (upper-case transports,
+    session-level fingerprint, extmap directions, mDNS and TCP candidates, `*` feedback, braces in msid)."""
+    check_sdp(FIREFOX_STYLE_OFFER.replace("\n", "\r\n"))
+    check_sdp(FIREFOX_STYLE_OFFER)  # bare LF line ends are tolerated
