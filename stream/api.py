@@ -175,7 +175,11 @@ class ReferencesApi:
             reason = video_error_reason(exc, (path, self.library.root))
             raise api_error(web.HTTPBadRequest, f"not a readable video: {reason}") from None
         if info.duration_s > self.max_duration_s:
-            raise api_error(web.HTTPBadRequest, f"the video is longer than {self.max_duration_s / 60:g} minutes")
+            limit = self.max_duration_s
+            limit_text = f"{limit / 60:g} minutes" if limit >= 60 else f"{limit:g} seconds"
+            raise api_error(
+                web.HTTPBadRequest, f"the video is longer than {limit_text} ({float(info.duration_s):.0f} s)"
+            )
 
 
 async def _small_field(part: BodyPartReader) -> str:

@@ -365,6 +365,18 @@ async def test_a_1080p_upload_is_accepted_and_scaled_for_inference(
     assert found["1080p"] >= found["original"] - 2
 
 
+async def test_an_upload_over_the_duration_limit_is_refused(
+    aiohttp_client: Any, tmp_path: Path, models: Models, clips: Clips
+) -> None:
+    app = create_app(settings_for(tmp_path / "data", max_duration_s=3.0), models)
+    client: Client = await aiohttp_client(app)
+    response = await client.post("/api/references", data=upload_form(clips.short))  # 4 s
+    error = (await response.json())["error"]
+    print(f"\na 4 s video against a 3 s limit: {response.status} {error!r}")
+    assert response.status == 400 and "longer than" in error
+    assert list(app[LIBRARY].uploads.iterdir()) == [] and app[JOBS].jobs == {}
+
+
 # --- 8. paths and ids
 
 HOSTILE_NAMES = [
