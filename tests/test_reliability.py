@@ -111,6 +111,31 @@ async def test_orphan_offers_and_killed_clients_are_released(
     assert list((seeded.data_dir / "references" / ".uploads").iterdir()) == []
 
 
+async def test_an_upload_cut_off_midway_leaves_no_temp_file(live_client: Client, seeded: SeededLibrary) -> None:
+    """A client that disconnects halfway through an upload: the partial file is removed."""
+    uploads = seeded.data_dir / "references" / ".uploads"
+    boundary = "reliability"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="x.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    assert live_client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", live_client.server.port)
+    writer.write(
+        b"POST /api/references HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {10 * 2**20}\r\n\r\n".encode()
+        + head
+        + bytes(2 * 2**20)
+    )
+    await writer.drain()
+    await eventually(lambda: any(uploads.iterdir()), 10, "the upload to start")
+    writer.transport.abort()  # the client vanishes
+    started = time.monotonic()
+    await eventually(lambda: not any(uploads.iterdir()), 10, "the partial upload to be removed")
+    print(f"\npartial upload removed {time.monotonic() - started:.2f} s after the client vanished")
+    del reader
+
+
 # --- 4. analyzer failures
 
 
