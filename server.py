@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pose network input WxH (default 432x368; smaller is faster)",
     )
     parser.add_argument("--live-workers", type=int, default=Settings().live_workers, help="live inference threads")
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=Settings().max_sessions,
+        help=f"live sessions at once, 503 beyond (default {Settings().max_sessions})",
+    )
     parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
     parser.add_argument(
         "--allow-origin",
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=data_dir,
         seed_video=seed,
         live_workers=max(1, args.live_workers),
+        max_sessions=max(1, args.max_sessions),
         allowed_origins=tuple(args.allow_origin),
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")

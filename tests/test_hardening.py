@@ -579,6 +579,7 @@ async def test_every_served_csv_is_safe_after_a_hostile_title(
         for name, text_columns in (("keypoints.csv", ()), ("scores.csv", ("worst",))):
             served = await client.get(f"/api/sessions/{session['session']}/{name}", params={"token": session["token"]})
             checked += assert_csv_safe(await served.text(), text_columns)
+        await client.app[SESSIONS].close_all()  # ended sessions keep their CSVs and free their place
     print(f"\nserved CSVs after hostile titles: {checked} cells, 0 formula starts, numbers all numeric")
     await client.app[SESSIONS].close_all()
 
@@ -606,7 +607,7 @@ def test_origin_rule(origin: str, allowed: bool) -> None:
 async def test_cross_origin_offers_and_uploads_are_refused(
     aiohttp_client: Any, seeded: SeededLibrary, models: Models
 ) -> None:
-    settings = settings_for(seeded.data_dir, allowed_origins=("https://dance.example",))
+    settings = settings_for(seeded.data_dir, allowed_origins=("https://dance.example",), max_sessions=5)
     client: Client = await aiohttp_client(create_app(settings, models))
     ref = seeded.reference.id
     own = str(client.make_url("")).rstrip("/")
