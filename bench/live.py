@@ -242,6 +242,33 @@ def machine_busy_s() -> float:
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuSampler:
+    """CPU seconds of the server, this process and the whole machine, sampled every second (loop time)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.samples: list[tuple[float, float, float, float]] = []  # (now, machine busy, server, this process)
+
+    def sample(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self.samples.append((now, machine_busy_s(), process_cpu_s(self.server_pid), time.process_time()))
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(1.0)
+
+    def cores(self, start: float, end: float) -> dict[str, float] | None:
+        """Cores used between the samples nearest `start` and `end`: server, clients (this process), other."""
+        inside = [s for s in self.samples if start - 0.5 <= s[0] <= end + 0.5]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        (t0, busy0, server0, client0), (t1, busy1, server1, client1) = inside[0], inside[-1]
+        wall, server, client = t1 - t0, server1 - server0, client1 - client0
+        other = max(0.0, busy1 - busy0 - server - client)
+        return {"server": round(server / wall, 2), "clients": round(client / wall, 2), "other": round(other / wall, 2)}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sessions
 
@@ -269,7 +296,7 @@ class Trace:
             self.received.append((index, now))
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+def percentiles(values: Sequence[float]) -> dict[str, Any]:
     if not values:
         return {"p50": None, "p95": None, "max": None, "n": 0}
     p50, p95 = np.percentile(values, [50, 95])
@@ -290,7 +317,7 @@ def processed_ticks(keypoints_csv: str) -> set[int]:
     return {int(row[0]) for row in rows[1:] if row and row[person] == "0"}
 
 
-def session_figures(result: ClientResult, trace: Trace, seconds: float) -> dict[str, Any]:
+def session_figures(result: ClientResult, trace: Trace, seconds: float, cpu: CpuSampler) -> dict[str, Any]:
     """Latency, frame rates and ticks of one session, over its playing window (the first `seconds` after the
     first webcam frame)."""
     if not trace.sent:
@@ -308,7 +335,7 @@ def session_figures(result: ClientResult, trace: Trace, seconds: float) -> dict[
     thirds = []
     for third in range(3):
         low, high = start + third * seconds / 3, start + (third + 1) * seconds / 3
-        thirds.append(percentiles([ms for at, ms in matched if low <= at < high]))
+        thirds.append(percentiles([ms for at, ms in matched if low <= at < high]) | {"cpu_cores": cpu.cores(low, high)})
     received_times = [t for _, t in trace.received if start <= t <= end]
     figures: dict[str, Any] = {
         "latency_ms": percentiles(latencies),
@@ -352,25 +379,31 @@ async def run_scenario(service: Service, clip: Path, reference: str, scenario: S
         time.process_time(),
         time.monotonic(),
     )
-    results = await asyncio.gather(
-        *(
-            run_session(
-                service.url,
-                clip,
-                reference,
-                seconds=scenario.seconds,
-                fps=scenario.fps,
-                on_sent=trace.on_sent,
-                on_received=trace.on_received,
+    cpu = CpuSampler(service.process.pid)
+    sampler = asyncio.create_task(cpu.run())
+    try:
+        results = await asyncio.gather(
+            *(
+                run_session(
+                    service.url,
+                    clip,
+                    reference,
+                    seconds=scenario.seconds,
+                    fps=scenario.fps,
+                    on_sent=trace.on_sent,
+                    on_received=trace.on_received,
+                )
+                for trace in traces
             )
-            for trace in traces
         )
-    )
+    finally:
+        sampler.cancel()
+    cpu.sample()
     wall = time.monotonic() - wall0
     server = process_cpu_s(service.process.pid) - server0
     client = time.process_time() - client0
     other = machine_busy_s() - busy0 - server - client
-    sessions = [session_figures(r, t, scenario.seconds) for r, t in zip(results, traces, strict=True)]
+    sessions = [session_figures(r, t, scenario.seconds, cpu) for r, t in zip(results, traces, strict=True)]
     latencies = _pooled_latencies(results, traces, scenario.seconds)
     figures: dict[str, Any] = {
         "name": scenario.name,
@@ -468,7 +501,7 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
 
     figures["backends"] = {}
     for backend in backends:
-        args = ["server.py", "--data-dir", str(data_dir), "--pose", backend, "--no-seed"]
+        args = ["server.py", "--data-dir", str(data_dir), "--pose", backend, "--no-seed", "--max-sessions", "3"]
         server = start_service(f"server ({backend})", args, work / f"server-{backend}.log")
         results = []
         try:
@@ -525,8 +558,10 @@ def table(figures: dict[str, Any]) -> str:
             )
         goals = data["goals"]
         thirds = " / ".join(_ms(v) for v in goals["latency_thirds_p50_ms"])
+        others = [(t.get("cpu_cores") or {}).get("other") for t in data["scenarios"][0]["per_session"][0]["thirds_ms"]]
+        thirds += " ms (other processes: " + " / ".join("-" if o is None else f"{o:.2f}" for o in others) + " cores)"
         lines.append(
-            f"{'':<18}latency p50 by third of the {goals['long_session_s']:g} s session: {thirds} ms "
+            f"{'':<18}latency p50 by third of the {goals['long_session_s']:g} s session: {thirds} "
             f"({'flat' if goals['latency_flat'] else 'GROWING'}); goals: 1xF10 "
             f"{'ok' if goals['one_session_f10_ok'] else 'MISSED'}, "
             f"2xF5 {'ok' if goals['two_sessions_f5_ok'] else 'MISSED'}"
