@@ -487,7 +487,7 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
         "webcam": {"size": list(WEBCAM_SIZE), "fps": WEBCAM_FPS, "source": video.name, "frames": frames},
         "reference": {"fps": 10.0, "seconds": longest + 5, "built_with": REFERENCE_POSE},
         "clients": "in the benchmark's process, one run_session per session on one event loop",
-        "server": "python server.py --pose BACKEND --no-seed (default live workers), own process",
+        "server": "python server.py --pose BACKEND --no-seed --max-sessions 3 (default live workers), own process",
     }
 
     echo = start_service("echo", ["-m", "bench.echo"], work / "echo.log")
