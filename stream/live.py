@@ -329,7 +329,10 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
-        self.session.take_pending()  # drop the unprocessed frame: ended sessions are kept for an hour
+        # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
+        # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
+        self.session.take_pending()
+        self._to_bgr = BgrConverter()
         if self.pc is not None:
             await self.pc.close()
         self.pc, self._channel, self._webcam, self._inflight = None, None, None, None
