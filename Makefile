@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SAMPLE := data/samples/vtest.avi
 
-.PHONY: run test setup browser lint bench extract-sample clean
+.PHONY: run test setup browser lint bench soak extract-sample clean
 
 # The live server on http://127.0.0.1:8080 (the sample reference is built in the background on first start).
 run: setup
@@ -35,8 +35,15 @@ lint:
 extract-sample:
 	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4
 
+# Figures as JSON under bench/results/ (about 20 minutes on 2 cores); quote them in the README.
 bench: setup
 	$(PY) -m bench.offline
+	$(PY) -m bench.backends
+	$(PY) -m bench.live
+
+# The long reliability runs (soak, backpressure); figures to bench/results/reliability.json.
+soak: setup
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) data/models data/samples
