@@ -30,6 +30,7 @@ from pose.pipeline import FrameAnalyzer, Models, load_models
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.limits import Rate, guard_middleware
 from stream.live import SessionRegistry
+from stream.memory import limit_malloc_arenas
 from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.session import Analyzer, DancerPoses, LiveSession
 
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.verbose < 2:
         for noisy in ("aioice", "aiortc"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    limit_malloc_arenas()  # before aiortc's per-connection threads start (stream.memory)
     data_dir = args.data_dir.resolve()
     seed = None if args.no_seed else data_dir / "samples" / "vtest.avi"
     settings = Settings(

@@ -30,6 +30,7 @@ from pose import assets
 from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import FrameAnalyzer, Models, load_models
 from server import SESSIONS, Settings, create_app
+from stream.memory import limit_malloc_arenas
 from stream.references import ReferenceLibrary, new_id
 from tests.live_support import cut_clip, settings_for
 from tests.reliability_support import (
@@ -145,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backpressure-s", type=float, default=300.0)
     parser.add_argument("--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc arenas")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "stream.live", "stream.references"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.default_malloc:
+        limit_malloc_arenas()  # as server.py does
     results = asyncio.run(run(args))
     print(json.dumps({k: v for k, v in results.items() if k != "soak"}, indent=2))
     if "soak" in results:
