@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +18,14 @@ from pose.draw import draw_analysis
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.types import Detections
-from tests.test_offline import run_cli
 
 TICKS_AT_2_FPS = 159  # vtest.avi: 79.5 s
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pose", *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 @pytest.fixture(scope="module", params=BACKEND_NAMES)
