@@ -22,12 +22,12 @@ from pathlib import Path
 
 import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or it segfaults)
 import av
-import numpy as np
 from aiohttp import web
 
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose import assets
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.cli import parse_size
-from pose.pipeline import FrameAnalyzer, Models, load_models
+from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, backend_assets, load_models, load_pose_backend, warm_up
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.limits import Rate, guard_middleware
 from stream.live import SessionRegistry
@@ -38,7 +38,6 @@ from stream.session import Analyzer, DancerPoses, LiveSession
 log = logging.getLogger("server")
 
 ROOT = Path(__file__).resolve().parent
-WARM_UP_SIZE = (640, 480)
 SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
 OFFER_RATE = Rate(burst=10, per_minute=20)  # a page that reconnects a few times is never held up
 UPLOAD_RATE = Rate(burst=5, per_minute=2)  # each upload is a build of minutes on the single job worker
@@ -87,29 +86,32 @@ JOBS = web.AppKey("jobs", ReferenceJobs)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
-MODELS = web.AppKey("models", Models)
+MODELS = web.AppKey("models", ModelCatalog)
 
 
 def create_app(
-    settings: Settings, models: Models, analyzer: Callable[[Models], Analyzer] = FrameAnalyzer
+    settings: Settings, models: Models | ModelCatalog, analyzer: Callable[[Models], Analyzer] = FrameAnalyzer
 ) -> web.Application:
-    """The application; `models` are loaded by the caller (once per process), `analyzer` makes one per session."""
+    """The application. `models` are loaded by the caller (once per process): a catalog of pose backends, or one
+    set of models (then only its backend is offered); `analyzer` makes one per session."""
+    catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
     rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
     app = web.Application(middlewares=[guard_middleware(rates, settings.allowed_origins, time.monotonic)])
-    app[MODELS] = models
+    app[MODELS] = catalog
     app[LIBRARY] = library = ReferenceLibrary(settings.references_dir)
     app[LIVE_POOL] = live_pool = concurrent.futures.ThreadPoolExecutor(
         settings.live_workers, thread_name_prefix="live-inference"
     )
     app[JOB_POOL] = job_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference-job")
-    app[JOBS] = jobs = ReferenceJobs(library, models, job_pool)
+    app[JOBS] = jobs = ReferenceJobs(library, catalog, job_pool)
     app[SESSIONS] = registry = SessionRegistry(settings.retention_s, settings.max_sessions)
 
-    def new_session(dancer: DancerPoses, fps: float | None, mirror: bool) -> LiveSession[av.VideoFrame]:
-        return LiveSession(dancer, analyzer(models), fps, mirror, detect=models.detector.detect)
+    def new_session(dancer: DancerPoses, fps: float | None, mirror: bool, chosen: Models) -> LiveSession[av.VideoFrame]:
+        detect = chosen.detector.detect
+        return LiveSession(dancer, analyzer(chosen), fps, mirror, detect=detect, pose=chosen.pose.name)
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
-    sessions = SessionsApi(library, registry, live_pool, new_session, settings.max_offer_bytes)
+    sessions = SessionsApi(library, registry, live_pool, new_session, catalog, settings.max_offer_bytes)
     app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
@@ -130,7 +132,7 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         library, jobs, registry = app[LIBRARY], app[JOBS], app[SESSIONS]
         library.clear_leftovers()
         _seed(library, jobs, settings)
-        await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], _warm_up, app[MODELS])
+        await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
         purger = asyncio.create_task(registry.purge_forever(), name="session-purger")
         yield
         purger.cancel()
@@ -140,14 +142,6 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     return lifecycle
-
-
-def _warm_up(models: Models) -> None:
-    """TensorFlow's first run of a graph takes a second or more (graph optimisation, oneDNN kernels); take that
-    hit at start-up rather than on a user's first ticks."""
-    started = time.perf_counter()
-    FrameAnalyzer(models).analyze(np.zeros((WARM_UP_SIZE[1], WARM_UP_SIZE[0], 3), np.uint8))
-    log.info("models warmed up in %.2f s", time.perf_counter() - started)
 
 
 def _seed(library: ReferenceLibrary, jobs: ReferenceJobs, settings: Settings) -> None:
@@ -167,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="models, samples and the library")
     parser.add_argument(
-        "--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"pose backend (default {DEFAULT_BACKEND})"
+        "--pose",
+        choices=BACKEND_NAMES,
+        default=DEFAULT_BACKEND,
+        help=f"the default pose backend (default {DEFAULT_BACKEND}); the others load on first use",
     )
     parser.add_argument(
         "--pose-size",
@@ -212,7 +209,13 @@ def main(argv: list[str] | None = None) -> None:
         allowed_origins=tuple(args.allow_origin),
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
-    models = load_models(data_dir, args.pose_size, pose=args.pose)
+    default = load_models(data_dir, args.pose_size, pose=args.pose)
+
+    def load_pose(name: str) -> PoseBackend:
+        assets.ensure(backend_assets(name), data_dir)
+        return load_pose_backend(name, data_dir, args.pose_size)
+
+    models = ModelCatalog(default, load_pose)
     web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)
 
 

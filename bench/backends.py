@@ -10,8 +10,10 @@ Prints a table and writes bench/results/backends.json. Per backend:
                     person detector's share (it runs every 0.5 s, every 5th tick at F=10)
   pck_main/pck_best golden PCK@0.25-torso (pose.golden), boxes fresh on every frame; pck_main_held_boxes: boxes
                     0.5 s old, as a live session holds them
-and two sweeps: the single-pose crop (frame / box / keypoints) and MultiPose's input size (fixed sides vs chosen
-per frame). The machine is shared: its load average is recorded with the figures.
+two sweeps: the single-pose crop (frame / box / keypoints) and MultiPose's input size (fixed sides vs chosen
+per frame); and cross_scores: the mean score of one backend's main dancer against another's on the same frames
+(what a session loses when the dancer's and the user's keypoints come from different backends). The machine is
+shared: its load average is recorded with the figures.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pose.crop import CropPolicy
 from pose.golden import WARMUP_FRAMES, evaluate, pck
 from pose.movenet import MultiPoseMoveNet, SinglePoseMoveNet
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
+from pose.scoring import score_pose
 from pose.ticks import sample_ticks
 from pose.types import Detections, Poses
 from pose.video import iter_frames, probe_video
@@ -45,6 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = assets.DATA_DIR / "samples"
 FPS = 10
 LIVE_SIZE = (640, 480)
+CROSS_FRAMES = 60  # one a second
 DETECT_EVERY = 5  # live and offline: the person detector every 0.5 s of video = every 5th tick at F=10
 log = logging.getLogger("bench.backends")
 
@@ -176,6 +180,26 @@ def multipose_sweep(models: Models, frames: list[np.ndarray]) -> dict[str, Any]:
         pose.sides = default
 
 
+def cross_scores(all_models: dict[str, Models], frames: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """{dancer backend: {user backend: mean score}} over the frames where both found a main dancer."""
+    found: dict[str, list[Poses | None]] = {}
+    for name, models in all_models.items():
+        analyzer = FrameAnalyzer(models)
+        found[name] = [(a.poses.take([0]) if len(a.poses) else None) for a in map(analyzer.analyze, frames)]
+    aspect = frames[0].shape[1] / frames[0].shape[0]
+    table: dict[str, dict[str, float]] = {}
+    for dancer, dancer_poses in found.items():
+        table[dancer] = {}
+        for user, user_poses in found.items():
+            scores = [
+                score_pose(u.xy[0], u.confidence[0], d.xy, d.confidence, user_aspect=aspect, dancer_aspect=aspect).score
+                for d, u in zip(dancer_poses, user_poses, strict=True)
+                if d is not None and u is not None
+            ]
+            table[dancer][user] = round(statistics.fmean(scores), 1) if scores else float("nan")
+    return table
+
+
 def run(video: Path, backends: tuple[str, ...]) -> dict[str, Any]:
     """Timings first, for all backends back to back (the machine is shared: the shorter that window, the better),
     then accuracy, which does not depend on the load."""
@@ -205,6 +229,7 @@ def run(video: Path, backends: tuple[str, ...]) -> dict[str, Any]:
         if isinstance(models.pose, MultiPoseMoveNet):
             row["multipose_sides"] = multipose_sweep(models, frames)
         log.info("  %s", {k: v for k, v in row.items() if k not in ("crop", "multipose_sides")})
+    figures["cross_scores"] = cross_scores(all_models, sample_frames(video, CROSS_FRAMES))
     return figures
 
 
@@ -233,6 +258,12 @@ def table(figures: dict[str, Any]) -> str:
                 ]
                 for label, s in row[sweep_name].items():
                     lines.append(f"| {label} | {s['pck_main']:.3f} | {s['pck_best']:.3f} | {s['forward_ms']:.1f} |")
+    cross = figures.get("cross_scores", {})
+    if cross:
+        names = list(cross)
+        lines += ["", "mean score, dancer (rows) vs user (columns) on the same frames:", f"| | {' | '.join(names)} |"]
+        lines += ["|---" * (len(names) + 1) + "|"]
+        lines += [f"| {d} | {' | '.join(f'{cross[d][u]:.1f}' for u in names)} |" for d in names]
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,49 @@ def load_pose_backend(
     if name == "movenet-multipose":
         return MultiPoseMoveNet(name, model_json)
     return SinglePoseMoveNet(name, model_json, input_size=192 if name == "movenet-lightning" else 256)
+
+
+class ModelCatalog:
+    """The pose backends a server offers, sharing one person detector: `default` is loaded up front, any other
+    on its first use (0.1-0.4 s, and 0.4-1.2 s more for TensorFlow's first run, taken here rather than on a
+    user's first tick; each adds 100-200 MiB), then kept. Thread-safe.
+
+    load_pose: loads a backend by name (None: only the default is offered).
+    """
+
+    def __init__(self, default: Models, load_pose: Callable[[str], PoseBackend] | None = None) -> None:
+        self.default = default
+        self._load_pose = load_pose
+        self._loaded = {default.pose.name: default}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The backends offered, the default first."""
+        others = BACKEND_NAMES if self._load_pose is not None else ()
+        return (self.default.pose.name, *(n for n in others if n != self.default.pose.name))
+
+    def get(self, name: str | None = None) -> Models:
+        """The models with pose backend `name` (the default for None), loading it if needed: call from a worker
+        thread. ValueError for a backend not offered."""
+        name = name or self.default.pose.name
+        if name not in self.names:
+            raise ValueError(f"unknown pose backend {name!r}; this server offers {', '.join(self.names)}")
+        with self._lock:
+            if name not in self._loaded and self._load_pose is not None:
+                log.info("loading the %s pose backend", name)
+                models = Models(self._load_pose(name), self.default.detector)
+                warm_up(models)
+                self._loaded[name] = models
+            return self._loaded[name]
+
+
+def warm_up(models: Models, size: tuple[int, int] = (640, 480)) -> None:
+    """Run the networks once: TensorFlow's first run of a graph takes up to a second or more (graph optimisation,
+    oneDNN kernels)."""
+    started = time.perf_counter()
+    FrameAnalyzer(models).analyze(np.zeros((size[1], size[0], 3), np.uint8))
+    log.info("%s warmed up in %.2f s", models.pose.name, time.perf_counter() - started)
 
 
 class FrameAnalyzer:

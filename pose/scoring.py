@@ -162,3 +162,18 @@ def _result(sim: FloatArray, common: BoolArray, oks: float, row: int, mirrored: 
     worst = BodyPart(int(_MIRROR_INDEX[part])) if mirrored else BodyPart(part)
     score = min(100.0, max(0.0, 100.0 * oks))
     return PoseScore(score=score, worst=worst, dancer_index=row, mirrored=mirrored, common=int(common.sum()))
+
+
+def backend_mismatch(dancer_pose: str | None, user_pose: str | None) -> str | None:
+    """A warning for the user when the dancer's and the user's keypoints come from different pose backends
+    (None when they match or either is unknown). Each backend places joints its own way (where a hip or the
+    neck sits, which faint joints it reports), so the same pose scores lower across backends than within one:
+    on the same frames of vtest.avi (`make bench`, cross_scores), 100 within a backend, ~60 between tf-pose and
+    a MoveNet, ~91 between Lightning and Thunder, ~78 between MultiPose and the single-pose models.
+    """
+    if dancer_pose is None or user_pose is None or dancer_pose == user_pose:
+        return None
+    return (
+        f"the dancer's keypoints come from {dancer_pose} and yours from {user_pose}: the two place joints "
+        "differently, so scores run lower than they would with one backend"
+    )

@@ -1,14 +1,19 @@
 """HTTP handlers of the JSON/CSV API (issue 3); `server.py` wires them to routes and owns their lifetimes.
 
-    GET  /api/references                   [{"id", "title", "fps", "duration_s", "ticks"}]
-    POST /api/references                   multipart: video, title?, fps? (10) → 202 {"id", "job"}; 413 over the limit
+    GET  /api/backends                     {"default", "backends": [names]}: the pose backends offered
+    GET  /api/references                   [{"id", "title", "fps", "duration_s", "ticks", "pose"}]
+    POST /api/references                   multipart: video, title?, fps? (10), pose? (the default backend)
+                                           → 202 {"id", "job"}; 413 over the limit
     GET  /api/jobs                         jobs still queued or running (e.g. the sample being seeded)
-    GET  /api/jobs/{job}                   {"state": queued|running|done|failed, "progress": 0..1, "error", "reference"}
+    GET  /api/jobs/{job}                   {"state": queued|running|done|failed, "progress": 0..1, "error", "reference",
+                                           "pose"}
     GET  /api/references/{id}/video        H.264/AAC MP4 from t = 0; Range requests work
     GET  /api/references/{id}/keypoints.csv
-    POST /api/offer                        {"sdp", "type": "offer", "reference", "fps"?, "mirror"?}
-                                           → {"sdp", "type", "session", "token"}; 400 malformed, 404 unknown reference,
-                                           503 too many live sessions
+    POST /api/offer                        {"sdp", "type": "offer", "reference", "fps"?, "mirror"?, "pose"?}
+                                           → {"sdp", "type", "session", "token", "pose", "warnings"}; 400 malformed,
+                                           404 unknown reference, 503 too many live sessions. "pose" defaults to the
+                                           backend that extracted the reference; "warnings" are for the user (e.g.
+                                           the two sides' keypoints come from different backends)
     GET  /api/sessions/{session}/keypoints.csv and /scores.csv, with `Authorization: Bearer <token>` or ?token=:
                                            403 without a token, 404 for a wrong token or session (alike)
 
@@ -30,6 +35,7 @@ from typing import Any
 import av
 from aiohttp import BodyPartReader, web
 
+from pose.pipeline import ModelCatalog, Models
 from pose.video import VideoError, probe_video
 from stream.limits import read_body
 from stream.live import OfferError, SessionRegistry, SessionRunner, parse_offer
@@ -45,7 +51,7 @@ MAX_OFFER_BYTES = 64 * 1024  # a browser's offer with all its candidates is 4-10
 DEFAULT_FPS = 10.0
 MAX_TITLE = 120
 
-SessionFactory = Callable[[DancerPoses, float | None, bool], LiveSession[av.VideoFrame]]
+SessionFactory = Callable[[DancerPoses, float | None, bool, Models], LiveSession[av.VideoFrame]]
 
 
 def api_error(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
@@ -65,6 +71,7 @@ class ReferencesApi:
 
     def routes(self) -> list[web.RouteDef]:
         return [
+            web.get("/api/backends", self.backends),
             web.get("/api/references", self.list_references),
             web.post("/api/references", self.upload),
             web.get("/api/references/{id}/video", self.video),
@@ -72,6 +79,10 @@ class ReferencesApi:
             web.get("/api/jobs", self.list_jobs),
             web.get("/api/jobs/{job}", self.job),
         ]
+
+    async def backends(self, request: web.Request) -> web.Response:
+        names = self.jobs.models.names
+        return web.json_response({"default": names[0], "backends": list(names)})
 
     async def list_references(self, request: web.Request) -> web.Response:
         references = await asyncio.to_thread(self.library.list)
@@ -102,7 +113,7 @@ class ReferencesApi:
         return meta
 
     async def upload(self, request: web.Request) -> web.Response:
-        """multipart/form-data: `video` (the file), optional `title` and `fps` → 202 {"id", "job"}."""
+        """multipart/form-data: `video` (the file), optional `title`, `fps` and `pose` → 202 {"id", "job"}."""
         if request.content_type != "multipart/form-data":
             raise api_error(web.HTTPBadRequest, "send multipart/form-data with a 'video' file field")
         if request.content_length is not None and request.content_length > self.max_upload_bytes + CHUNK:
@@ -111,8 +122,9 @@ class ReferencesApi:
         try:
             fields, filename = await self._receive(request, path)
             title, fps = _title(fields.get("title"), filename), _fps(fields.get("fps"))
+            pose = self._pose(fields.get("pose"))
             await self._check_video(path)
-            job = self.jobs.submit(path, title, fps, remove_source=True)
+            job = self.jobs.submit(path, title, fps, remove_source=True, pose=pose)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -138,7 +150,7 @@ class ReferencesApi:
                     await self._save(part, path)
                 elif part.name == "video":
                     raise api_error(web.HTTPBadRequest, "send one 'video' file per upload")
-                elif part.name in ("title", "fps") and part.name not in fields:
+                elif part.name in ("title", "fps", "pose") and part.name not in fields:
                     fields[part.name] = await _small_field(part)
                 else:  # skipped, but read within the field limit: an unknown part must not stream forever
                     await _small_field(part)
@@ -158,6 +170,14 @@ class ReferencesApi:
                 out.write(chunk)
         if size == 0:
             raise api_error(web.HTTPBadRequest, "the video file is empty")
+
+    def _pose(self, text: str | None) -> str | None:
+        if text is None or not text.strip():
+            return None
+        if text.strip() not in self.jobs.models.names:
+            offered = ", ".join(self.jobs.models.names)
+            raise api_error(web.HTTPBadRequest, f"pose must be one of {offered}, got {text[:40]!r}")
+        return text.strip()
 
     def _too_large(self, size: int) -> web.HTTPException:
         limit_mb = self.max_upload_bytes / 2**20
@@ -217,10 +237,12 @@ class SessionsApi:
         registry: SessionRegistry,
         executor: concurrent.futures.Executor,
         new_session: SessionFactory,
+        models: ModelCatalog,
         max_offer_bytes: int = MAX_OFFER_BYTES,
     ) -> None:
         self.library = library
         self.registry = registry
+        self.models = models
         self.executor = executor
         self.new_session = new_session
         self.max_offer_bytes = max_offer_bytes
@@ -234,7 +256,8 @@ class SessionsApi:
         ]
 
     async def offer(self, request: web.Request) -> web.Response:
-        """{"sdp", "type": "offer", "reference", "fps"?, "mirror"?} → {"sdp", "type", "session", "token"}."""
+        """{"sdp", "type": "offer", "reference", "fps"?, "mirror"?, "pose"?}
+        → {"sdp", "type", "session", "token", "pose", "warnings"}."""
         body = await read_body(request, self.max_offer_bytes, "the offer")
         try:
             offer = parse_offer(json.loads(body))
@@ -244,9 +267,12 @@ class SessionsApi:
         meta = self.library.get(offer.reference)
         if meta is None:
             raise api_error(web.HTTPNotFound, "no such reference")
+        if offer.pose is not None and offer.pose not in self.models.names:
+            raise api_error(web.HTTPBadRequest, f'"pose" must be one of {", ".join(self.models.names)}')
         dancer = await self._dancer(meta)
+        models = await self._models(offer.pose or meta.pose)
         try:
-            session = self.new_session(dancer, offer.fps, offer.mirror)
+            session = self.new_session(dancer, offer.fps, offer.mirror, models)
         except ValueError as exc:  # fps that does not divide the reference's tick rate
             raise api_error(web.HTTPBadRequest, str(exc)) from None
         self.registry.purge(asyncio.get_running_loop().time())
@@ -267,8 +293,20 @@ class SessionsApi:
             await runner.close("failed to answer")
             raise
         self.registry.add(runner)
-        log.info("session %s: reference %s at %g ticks/s, mirror %s", runner.id, meta.id, session.fps, offer.mirror)
-        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": runner.id, "token": runner.token})
+        log.info(
+            "session %s: reference %s at %g ticks/s, mirror %s, %s (dancer: %s)",
+            *(runner.id, meta.id, session.fps, offer.mirror, session.pose, meta.pose),
+        )
+        return web.json_response(
+            {
+                "sdp": answer.sdp,
+                "type": answer.type,
+                "session": runner.id,
+                "token": runner.token,
+                "pose": session.pose,
+                "warnings": session.warnings,
+            }
+        )
 
     async def keypoints(self, request: web.Request) -> web.Response:
         runner = self._authorised(request)
@@ -291,11 +329,18 @@ class SessionsApi:
             raise api_error(web.HTTPNotFound, "no such session, or the token does not match")
         return runner
 
+    async def _models(self, pose: str | None) -> Models:
+        """The models for `pose`; the reference's backend may be one this server no longer offers: then the
+        default (the session warns)."""
+        if pose is not None and pose not in self.models.names:
+            pose = None
+        return await asyncio.to_thread(self.models.get, pose)
+
     async def _dancer(self, meta: ReferenceMeta) -> DancerPoses:
         dancer = self._dancers.get(meta.id)
         if dancer is None:
             path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
-            dancer = await asyncio.to_thread(DancerPoses.from_csv, path, meta.fps, aspect)
+            dancer = await asyncio.to_thread(DancerPoses.from_csv, path, meta.fps, aspect, meta.pose)
             self._dancers[meta.id] = dancer
         return dancer
 

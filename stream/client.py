@@ -53,6 +53,8 @@ class ClientResult:
     token: str
     fps: float  # the session's tick rate
     reference_fps: float
+    pose: str = ""  # the session's pose backend
+    warnings: list[str] = field(default_factory=list)  # the server's, about this session
     reference_ticks: int = 0
     clock_start: float | None = None
     clock_end: float | None = None
@@ -138,12 +140,14 @@ async def run_session(
     start: float = 0.0,
     fps: float | None = None,
     mirror: bool = True,
+    pose: str | None = None,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
 ) -> ClientResult:
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
-    out; with `out_dir`, save annotated.mp4, keypoints.csv and scores.csv there."""
+    out; with `out_dir`, save annotated.mp4, keypoints.csv and scores.csv there. `pose`: the server's pose backend
+    for this session (default: the one that extracted the reference)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
@@ -159,10 +163,9 @@ async def run_session(
         if player.audio is not None:
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
+        fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose}
         try:
-            result, channel, returned = await _connect(
-                http, base, pc, webcam, sink, on_received, reference, fps, mirror
-            )
+            result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
             await sink.start()
             await drains.start()
@@ -197,11 +200,10 @@ async def _connect(
     webcam: _SentTrack,
     sink: MediaRecorder | MediaBlackhole,
     on_received: FrameHook | None,
-    reference: str,
-    fps: float | None,
-    mirror: bool,
+    fields: dict[str, Any],
 ) -> tuple[ClientResult, RTCDataChannel, list[_TapTrack]]:
-    """Offer (control channel first, then the webcam), post it, apply the answer."""
+    """Offer (control channel first, then the webcam), post it with the offer's other `fields` (those not None),
+    apply the answer."""
     channel = pc.createDataChannel(CONTROL_LABEL)
     returned: list[_TapTrack] = []
 
@@ -213,15 +215,13 @@ async def _connect(
 
     pc.addTrack(webcam)
     await pc.setLocalDescription(await pc.createOffer())
-    body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer", "reference": reference, "mirror": mirror}
-    if fps is not None:
-        body["fps"] = fps
+    body = {"sdp": pc.localDescription.sdp, "type": "offer", **{k: v for k, v in fields.items() if v is not None}}
     async with http.post(f"{base}/api/offer", json=body) as response:
         await _check(response, "starting the session")
         answer = await response.json()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-    result = ClientResult(session=answer["session"], token=answer["token"], fps=0.0, reference_fps=0.0)
-    result.fps = fps or 0.0
+    result = ClientResult(answer["session"], answer["token"], fps=fields["fps"] or 0.0, reference_fps=0.0)
+    result.pose, result.warnings = str(answer.get("pose", "")), list(answer.get("warnings", []))
 
     @channel.on("message")
     def on_message(message: str | bytes) -> None:
@@ -308,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start", type=float, default=0.0, help="start the dancer video here (s, default 0)")
     parser.add_argument("--fps", type=float, help="ticks per second (default: the reference's)")
     parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
+    parser.add_argument("--pose", help="the server's pose backend for you (default: the one the reference used)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -331,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                 start=args.start,
                 fps=args.fps,
                 mirror=not args.no_mirror,
+                pose=args.pose,
             )
         )
     except (ClientError, aiohttp.ClientError, OSError, MediaStreamError, av.FFmpegError) as exc:
@@ -341,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = [s["score"] for s in result.scores]
     mean = sum(scores) / len(scores) if scores else float("nan")
     elapsed = len(result.elapsed_ticks())
-    print(f"session {result.session}: {len(scores)} of {elapsed} ticks scored, mean score {mean:.1f}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"session {result.session} ({result.pose}): {len(scores)} of {elapsed} ticks scored, mean score {mean:.1f}")
     for path in result.files:
         print(f"wrote {path}")
     return 0

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_LABEL = "control"
 FPS_RANGE = (0.1, 60.0)  # a session's ticks per second
+MAX_POSE_NAME = 40
 STATS_INTERVAL_S = 1.0
 CONNECT_TIMEOUT_S = 30.0  # an offer whose ICE/DTLS never completes is dropped after this
 MEDIA_TIMEOUT_S = 10.0  # a connected client that sends no webcam frame and no clock message this long is gone
@@ -50,12 +51,14 @@ class OfferError(ValueError):
 
 @dataclass(frozen=True)
 class OfferRequest:
-    """A validated `POST /api/offer` body. fps None means the reference's own tick rate."""
+    """A validated `POST /api/offer` body. fps None means the reference's own tick rate; pose None, the pose
+    backend that extracted the reference (so both sides are placed alike)."""
 
     sdp: str
     reference: str
     fps: float | None
     mirror: bool
+    pose: str | None = None
 
 
 def parse_offer(body: object) -> OfferRequest:
@@ -63,7 +66,7 @@ def parse_offer(body: object) -> OfferRequest:
     if not isinstance(body, dict):
         raise OfferError("expected a JSON object with sdp, type, reference")
     sdp, kind, reference = body.get("sdp"), body.get("type"), body.get("reference")
-    fps, mirror = body.get("fps"), body.get("mirror", True)
+    fps, mirror, pose = body.get("fps"), body.get("mirror", True), body.get("pose")
     if kind != "offer":
         raise OfferError('"type" must be "offer"')
     if not isinstance(sdp, str) or not sdp.strip():
@@ -76,8 +79,10 @@ def parse_offer(body: object) -> OfferRequest:
         raise OfferError(f'"fps" must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} ticks per second')
     if not isinstance(mirror, bool):
         raise OfferError('"mirror" must be true or false')
+    if pose is not None and not (isinstance(pose, str) and 0 < len(pose) <= MAX_POSE_NAME):
+        raise OfferError('"pose" must be the name of a pose backend')
     check_offer_sdp(sdp)
-    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror)
+    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose)
 
 
 def check_offer_sdp(sdp: str) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pose.media import transcode_for_web
-from pose.pipeline import Models, extract_video
+from pose.pipeline import ModelCatalog, Models, extract_video
 from pose.ticks import as_rate, tick_count
 from pose.video import VideoError
 
@@ -53,7 +53,8 @@ def is_id(text: str) -> bool:
 
 @dataclass(frozen=True)
 class ReferenceMeta:
-    """fps: ticks per second; duration_s: of video.mp4; ticks: rows of person 0 in the CSV; size in pixels."""
+    """fps: ticks per second; duration_s: of video.mp4; ticks: rows of person 0 in the CSV; size in pixels;
+    pose: the backend that extracted the keypoints (None for references built before it was recorded)."""
 
     id: str
     title: str
@@ -62,10 +63,11 @@ class ReferenceMeta:
     ticks: int
     width: int
     height: int
+    pose: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The entry of `GET /api/references`."""
-        return {k: getattr(self, k) for k in ("id", "title", "fps", "duration_s", "ticks")}
+        return {k: getattr(self, k) for k in ("id", "title", "fps", "duration_s", "ticks", "pose")}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReferenceMeta:
@@ -77,6 +79,7 @@ class ReferenceMeta:
             ticks=int(data["ticks"]),
             width=int(data["width"]),
             height=int(data["height"]),
+            pose=str(data["pose"]) if data.get("pose") is not None else None,
         )
 
 
@@ -95,6 +98,7 @@ class Job:
     id: str
     reference: str
     title: str
+    pose: str
     state: JobState = JobState.QUEUED
     progress: float = 0.0
     error: str | None = None
@@ -105,6 +109,7 @@ class Job:
             "progress": round(self.progress, 4),
             "error": self.error,
             "reference": self.reference,
+            "pose": self.pose,
         }
 
 
@@ -187,6 +192,7 @@ class ReferenceLibrary:
                 ticks=result.ticks,
                 width=info.width,
                 height=info.height,
+                pose=models.pose.name,
             )
             if result.ticks != tick_count(info.duration_s, fps):
                 raise VideoError(f"extracted {result.ticks} ticks, expected {tick_count(info.duration_s, fps)}")
@@ -195,7 +201,7 @@ class ReferenceLibrary:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        log.info("reference %s (%r): %d ticks at %g/s", reference_id, title, meta.ticks, fps)
+        log.info("reference %s (%r): %d ticks at %g/s by %s", reference_id, title, meta.ticks, fps, meta.pose)
         return meta
 
     def _read_meta(self, path: Path) -> ReferenceMeta | None:
@@ -222,10 +228,11 @@ def validate_fps(value: float) -> float:
 
 
 class ReferenceJobs:
-    """Builds references one at a time on `executor` (a single worker keeps live inference responsive)."""
+    """Builds references one at a time on `executor` (a single worker keeps live inference responsive), each with
+    the pose backend asked for (loaded from `models` on first use)."""
 
     def __init__(
-        self, library: ReferenceLibrary, models: Models, executor: concurrent.futures.ThreadPoolExecutor
+        self, library: ReferenceLibrary, models: ModelCatalog, executor: concurrent.futures.ThreadPoolExecutor
     ) -> None:
         self.library = library
         self.models = models
@@ -234,9 +241,13 @@ class ReferenceJobs:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel = threading.Event()
 
-    def submit(self, source: Path, title: str, fps: float, remove_source: bool) -> Job:
-        """Queue a build of `source`; with `remove_source` the file is deleted afterwards (an upload)."""
-        job = Job(id=new_id(), reference=new_id(), title=title)
+    def submit(self, source: Path, title: str, fps: float, remove_source: bool, pose: str | None = None) -> Job:
+        """Queue a build of `source` with pose backend `pose` (None: the default); with `remove_source` the file is
+        deleted afterwards (an upload). ValueError for a backend the catalog does not offer."""
+        pose = pose or self.models.default.pose.name
+        if pose not in self.models.names:
+            raise ValueError(f"unknown pose backend {pose!r}; choose one of {', '.join(self.models.names)}")
+        job = Job(id=new_id(), reference=new_id(), title=title, pose=pose)
         self.jobs[job.id] = job
         task = asyncio.create_task(self._run(job, source, fps, remove_source), name=f"reference-job-{job.id}")
         self._tasks.add(task)
@@ -275,7 +286,8 @@ class ReferenceJobs:
     def _build(self, job: Job, source: Path, fps: float) -> ReferenceMeta:
         _checkpoint(self._cancel)
         job.state = JobState.RUNNING
-        return self.library.build(job.reference, source, job.title, fps, self.models, job, self._cancel)
+        models = self.models.get(job.pose)
+        return self.library.build(job.reference, source, job.title, fps, models, job, self._cancel)
 
 
 def _user_message(exc: Exception, paths: tuple[Path, ...]) -> str:

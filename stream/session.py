@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from pose.csvio import CSV_COLUMNS, Row, keypoint_rows, main_dancer_arrays, read_keypoints_csv
 from pose.parts import NUM_PARTS, BodyPart
-from pose.scoring import PoseScore, score_pose, window_ticks
+from pose.scoring import PoseScore, backend_mismatch, score_pose, window_ticks
 from pose.ticks import tick_time
 from pose.types import Detections, FrameAnalysis
 from stream.clock import ReferenceClock, TickSampler
@@ -45,13 +45,15 @@ class DancerPoses:
     """The dancer's main person at every reference tick.
 
     xy: (K, 18, 2) float32 normalised x, y, NaN where missing; confidence: (K, 18) float32, 0 where missing.
-    fps: reference ticks per second; aspect: the reference video's width / height.
+    fps: reference ticks per second; aspect: the reference video's width / height; pose: the backend that
+    extracted them (None if not recorded).
     """
 
     xy: npt.NDArray[np.float32]
     confidence: npt.NDArray[np.float32]
     fps: float
     aspect: float
+    pose: str | None = None
 
     def __post_init__(self) -> None:
         k = len(self.xy)
@@ -63,12 +65,12 @@ class DancerPoses:
         return len(self.xy)
 
     @classmethod
-    def from_csv(cls, path: Path, fps: float, aspect: float) -> DancerPoses:
+    def from_csv(cls, path: Path, fps: float, aspect: float, pose: str | None = None) -> DancerPoses:
         """Read a reference CSV; its person-0 ticks must be exactly 0..K-1."""
         ticks, xy, confidence = main_dancer_arrays(read_keypoints_csv(path))
         if not np.array_equal(ticks, np.arange(len(ticks))):
             raise ValueError(f"{path}: person-0 ticks are not 0..{len(ticks) - 1}")
-        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect)
+        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose)
 
 
 @dataclass(frozen=True)
@@ -181,11 +183,16 @@ class LiveSession(Generic[F]):
         fps: float | None = None,
         mirror: bool = True,
         detect: Detect | None = None,
+        pose: str | None = None,
     ) -> None:
         """`detect`: the person detector; given, it runs every `DETECT_INTERVAL_S` and its boxes are reused in
-        between (they only pick the main dancer), else the analyzer detects on every tick."""
+        between (they only pick the main dancer), else the analyzer detects on every tick. `pose`: the name of
+        the analyzer's pose backend; `warnings` says when it is not the one that placed the dancer's joints."""
         self.dancer = dancer
         self.analyzer = analyzer
+        self.pose = pose
+        mismatch = backend_mismatch(dancer.pose, pose)
+        self.warnings: list[str] = [mismatch] if mismatch else []
         self.detect = detect
         self.mirror = mirror
         self.step = tick_step(dancer.fps, fps)

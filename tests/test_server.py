@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiortc import VideoStreamTrack
 
+from pose.backends import DEFAULT_BACKEND
 from pose.csvio import CSV_COLUMNS
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, create_app
@@ -64,12 +65,27 @@ async def test_upload_builds_a_playable_reference(empty_client: Client, clips: C
     assert response.status == 202, await response.text()
     created = await response.json()
     states = await wait_for_job(empty_client, created["job"])
-    assert states[-1] == {"state": "done", "progress": 1.0, "error": None, "reference": created["id"]}
+    assert states[-1] == {
+        "state": "done",
+        "progress": 1.0,
+        "error": None,
+        "reference": created["id"],
+        "pose": DEFAULT_BACKEND,
+    }
     progress = [s["progress"] for s in states]
     assert progress == sorted(progress) and all(0 <= p <= 1 for p in progress)
 
     listing = await (await empty_client.get("/api/references")).json()
-    assert listing == [{"id": created["id"], "title": "Short clip", "fps": 5.0, "duration_s": 4.0, "ticks": 20}]
+    assert listing == [
+        {
+            "id": created["id"],
+            "title": "Short clip",
+            "fps": 5.0,
+            "duration_s": 4.0,
+            "ticks": 20,
+            "pose": DEFAULT_BACKEND,
+        }
+    ]
 
     ranged = await empty_client.get(f"/api/references/{created['id']}/video", headers={"Range": "bytes=100-199"})
     assert ranged.status == 206

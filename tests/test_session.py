@@ -3,6 +3,7 @@ CSV output, and the validation of offers and clock messages. No sleeping: time i
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -173,12 +174,30 @@ GOOD_SDP_BODY = {"type": "offer", "reference": "r" * 22, "sdp": "v=0\r\nm=video 
         ({**GOOD_SDP_BODY, "fps": "10"}, '"fps"'),
         ({**GOOD_SDP_BODY, "fps": math.inf}, '"fps"'),
         ({**GOOD_SDP_BODY, "mirror": 1}, '"mirror"'),
+        ({**GOOD_SDP_BODY, "pose": 1}, '"pose"'),
+        ({**GOOD_SDP_BODY, "pose": "x" * 1000}, '"pose"'),
         (GOOD_SDP_BODY, "not a valid offer"),  # too sketchy for stream.sdpcheck (real offers: test_server.py)
     ],
 )
 def test_offer_validation(body: object, message: str) -> None:
     with pytest.raises(OfferError, match=message):
         parse_offer(body)
+
+
+@pytest.mark.parametrize(
+    ("dancer_pose", "user_pose", "warned"),
+    [("tfpose", "movenet-lightning", True), ("tfpose", "tfpose", False), (None, "tfpose", False)],
+)
+def test_a_session_warns_when_the_two_sides_come_from_different_backends(
+    dancer_pose: str | None, user_pose: str, warned: bool
+) -> None:
+    dancer_poses = dataclasses.replace(dancer(), pose=dancer_pose)
+    session: LiveSession[str] = LiveSession(dancer_poses, NotCalled(), pose=user_pose)
+    assert session.pose == user_pose
+    if warned:
+        assert len(session.warnings) == 1 and "tfpose" in session.warnings[0] and "movenet" in session.warnings[0]
+    else:
+        assert session.warnings == []
 
 
 @pytest.mark.parametrize(

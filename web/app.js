@@ -23,6 +23,8 @@ const ui = {
   uploadPanel: $("upload-panel"),
   uploadForm: $("upload-form"),
   uploadButton: $("upload-button"),
+  uploadPose: $("upload-pose"),
+  notice: $("notice"),
   uploadProgress: $("upload-progress"),
   uploadBar: $("upload-bar"),
   uploadLabel: $("upload-label"),
@@ -42,6 +44,7 @@ const ui = {
   sumProcessed: $("sum-processed"),
   sumSkipped: $("sum-skipped"),
   sumWorst: $("sum-worst"),
+  sumPose: $("sum-pose"),
   downloadKeypoints: $("download-keypoints"),
   downloadScores: $("download-scores"),
 };
@@ -111,6 +114,12 @@ function showError(error) {
   if (!(error instanceof UserError)) console.error(error);
 }
 
+/** Things worth knowing that are not failures (the server's warnings about a session, failed ticks). */
+function showNotice(lines) {
+  ui.notice.textContent = lines.join(" ");
+  ui.notice.hidden = lines.length === 0;
+}
+
 function clearError() {
   ui.error.hidden = true;
   ui.errorText.textContent = "";
@@ -166,7 +175,14 @@ function renderReferenceOptions(selectId) {
 }
 
 function referenceLabel(ref) {
-  return `${ref.title || ref.id} · ${formatDuration(ref.duration_s)} · ${ref.fps} ticks/s`;
+  const pose = ref.pose ? ` · ${ref.pose}` : "";
+  return `${ref.title || ref.id} · ${formatDuration(ref.duration_s)} · ${ref.fps} ticks/s${pose}`;
+}
+
+/** The pose models the server offers, for the upload form; the server's default comes first. */
+async function loadBackends() {
+  const { backends } = await getJSON("/api/backends");
+  ui.uploadPose.replaceChildren(...backends.map((name, i) => new Option(i === 0 ? `${name} (default)` : name, name)));
 }
 
 function formatDuration(seconds) {
@@ -279,6 +295,8 @@ function newSession(ref) {
     lastMessageAt: 0,
     id: null,
     token: null,
+    pose: null,
+    warnings: [],
     scores: [],
     sum: 0,
     worstCounts: new Map(),
@@ -331,6 +349,9 @@ async function connect(session) {
   checkActive(session);
   session.id = answer.session;
   session.token = answer.token;
+  session.pose = answer.pose ?? null;
+  session.warnings = (answer.warnings ?? []).map((text) => `Note: ${text}.`);
+  showNotice(session.warnings);
   await waitForChannelOpen(session.channel);
   checkActive(session);
   session.fpsTimer = startFpsMeter(pc, () => checkServerAlive(session));
@@ -583,6 +604,10 @@ function onScore(session, message) {
 function onStats(session, message) {
   session.stats = message;
   renderTicks(session);
+  const errors = message.errors ?? 0;
+  const plural = errors === 1 ? "" : "s";
+  const failed = errors ? [`The server could not analyse ${errors} tick${plural}; they count as skipped.`] : [];
+  showNotice([...session.warnings, ...failed]);
   session.onStats?.();
 }
 
@@ -633,6 +658,7 @@ function resetScoreboard() {
   ui.ticks.textContent = "–";
   ui.badge.hidden = true;
   ui.summary.hidden = true;
+  showNotice([]);
   drawHistory([]);
 }
 
@@ -765,6 +791,7 @@ function renderSummary(session) {
   ui.sumProcessed.textContent = String(processed);
   ui.sumSkipped.textContent = String(missed);
   ui.sumWorst.textContent = mostFrequent(session.worstCounts) ?? "–";
+  ui.sumPose.textContent = session.pose ?? "–";
   ui.summary.hidden = false;
 }
 
@@ -820,6 +847,7 @@ function init() {
   $("summary-close").addEventListener("click", () => (ui.summary.hidden = true));
   resetScoreboard();
   setState("idle");
+  loadBackends().catch(showError);
   loadReferences()
     .then(watchPendingJobs)
     .catch((error) => {
