@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from pose import assets
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.csvio import CSV_COLUMNS
 
 pytestmark = pytest.mark.browser
@@ -325,3 +326,5 @@ def test_upload_through_the_page(server: Server, sample_reference: str, sample_v
     assert selected["count"] == 2 and selected["label"].startswith("Uploaded in the browser test"), selected
     listed = {ref["id"]: ref for ref in http_json(f"{server.url}/api/references")}
     assert listed[selected["value"]]["ticks"] == 30
+    assert result["poseOptions"][0] == DEFAULT_BACKEND and sorted(result["poseOptions"]) == sorted(BACKEND_NAMES)
+    assert listed[selected["value"]]["pose"] == "movenet-thunder" and "movenet-thunder" in selected["label"]

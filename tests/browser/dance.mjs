@@ -246,8 +246,8 @@ async function cameraProblem(page, result) {
   await page.screenshot({ path: join(opts.out, `${opts.scenario}.png`) });
 }
 
-/** Upload through the page: a file the server rejects (its message must show), then a real clip (a progress
- * bar, then the new reference listed and selected). */
+/** Upload through the page: a file the server rejects (its message must show), then a real clip extracted with
+ * MoveNet Thunder (a progress bar, then the new reference listed and selected). */
 async function upload(page, result) {
   await page.waitForSelector("#reference option[value]:not([value=''])", { state: "attached", timeout: 30_000 });
   await page.click("#upload-panel summary");
@@ -261,6 +261,8 @@ async function upload(page, result) {
   await page.click("#error-close");
   await page.setInputFiles("#upload-file", opts["upload-file"]);
   await page.fill("#upload-title", "Uploaded in the browser test");
+  result.poseOptions = await page.$$eval("#upload-pose option", (options) => options.map((o) => o.value));
+  await page.selectOption("#upload-pose", "movenet-thunder");
   await page.click("#upload-button");
   await page.waitForSelector("#upload-progress:not([hidden])", { timeout: 10_000 });
   result.progressLabels = [];
