@@ -1,6 +1,7 @@
 """dancesync's server: the page, the reference library API and live WebRTC sessions (issue 3).
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
+                     [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
@@ -29,7 +30,7 @@ from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.cli import parse_size
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, backend_assets, load_models, load_pose_backend, warm_up
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
-from stream.limits import Rate, guard_middleware
+from stream.limits import LOOPBACK_HOSTS, Rate, guard_middleware, host_name
 from stream.live import SessionRegistry
 from stream.memory import limit_malloc_arenas
 from stream.references import ReferenceJobs, ReferenceLibrary
@@ -59,6 +60,8 @@ class Settings:
     offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
     allowed_origins: origins (scheme://host[:port]) besides the server's own whose pages may post offers and
         uploads; any other Origin is refused with 403 (stream.limits).
+    allowed_hosts: the host names requests may address (403 otherwise, against DNS rebinding); None: any.
+        `main` sets loopback names (plus --allow-host) for a server listening on a loopback address.
     seed_video: built into the library at start-up when the library is empty (None: don't seed).
     """
 
@@ -75,6 +78,7 @@ class Settings:
     offer_rate: Rate = OFFER_RATE
     upload_rate: Rate = UPLOAD_RATE
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] | None = None
 
     @property
     def references_dir(self) -> Path:
@@ -96,7 +100,8 @@ def create_app(
     set of models (then only its backend is offered); `analyzer` makes one per session."""
     catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
     rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
-    app = web.Application(middlewares=[guard_middleware(rates, settings.allowed_origins, time.monotonic)])
+    guard = guard_middleware(rates, settings.allowed_origins, time.monotonic, settings.allowed_hosts)
+    app = web.Application(middlewares=[guard])
     app[MODELS] = catalog
     app[LIBRARY] = library = ReferenceLibrary(settings.references_dir)
     app[LIVE_POOL] = live_pool = concurrent.futures.ThreadPoolExecutor(
@@ -187,8 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="also accept offers and uploads from pages on ORIGIN (scheme://host[:port]; repeatable)",
     )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to host NAME (repeatable; a server on a loopback address answers only"
+        " to localhost, 127.0.0.1 and ::1, others to any name unless this is given)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
+
+
+def allowed_hosts(listen: str, extra: list[str]) -> tuple[str, ...] | None:
+    """The host names a server listening on `listen` answers to: loopback names (and `extra`) on a loopback
+    address, where DNS rebinding is the risk; else `extra`, or any (None) when there are none."""
+    names = tuple(host_name(name) for name in extra)
+    if listen.lower() in LOOPBACK_HOSTS or listen.startswith("127."):
+        return (*LOOPBACK_HOSTS, *names)
+    return names or None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         live_workers=max(1, args.live_workers),
         max_sessions=max(1, args.max_sessions),
         allowed_origins=tuple(args.allow_origin),
+        allowed_hosts=allowed_hosts(args.host, args.allow_host),
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
     default = load_models(data_dir, args.pose_size, pose=args.pose)

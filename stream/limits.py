@@ -11,6 +11,10 @@ tested without a server.
   nor in the configured list is refused with 403 when it would change something (POST and other non-GET
   methods, and CORS preflights). Requests without `Origin` (the Python client, curl) are not browsers on someone
   else's page and pass. An allowed other origin gets CORS headers, so a page hosted there can call the API.
+* Host names: with a list of allowed host names, a request whose `Host` names another (403) is refused, whatever
+  its method. This stops DNS rebinding: a page on evil.example whose name is made to resolve to 127.0.0.1 is
+  same-origin with the server by the Origin/Host rule above, but its requests carry `Host: evil.example`.
+  server.py sets the list for a server on a loopback address (`LOOPBACK_HOSTS`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE_S = 600
 MAX_TRACKED_CLIENTS = 10_000  # buckets kept per limiter; the least recently seen are forgotten first
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,6 +87,14 @@ def origin_allowed(origin: str, host: str, allowed: Collection[str]) -> bool:
     return netloc == host.lower() or normalise_origin(origin) in allowed
 
 
+def host_name(host: str) -> str:
+    """The name of a Host header without its port, lower-case ("[::1]:8080" → "::1")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def normalise_origin(origin: str) -> str:
     """scheme://host[:port], lower-case, no trailing slash: the form browsers send (ValueError otherwise)."""
     parts = urlsplit(origin.strip().rstrip("/"))
@@ -95,15 +108,22 @@ def _refusal(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.H
 
 
 def guard_middleware(
-    rates: Mapping[str, Rate], allowed_origins: Collection[str], clock: Callable[[], float]
+    rates: Mapping[str, Rate],
+    allowed_origins: Collection[str],
+    clock: Callable[[], float],
+    allowed_hosts: Collection[str] | None = None,
 ) -> Middleware:
     """The middleware: `rates` maps "METHOD /path" of a route (its canonical path) to its per-client rate;
-    `allowed_origins` are origins besides the server's own; `clock` gives seconds (monotonic)."""
+    `allowed_origins` are origins besides the server's own; `clock` gives seconds (monotonic); `allowed_hosts`
+    the host names the server answers to (None: any)."""
     limiters = {route: RateLimiter(rate) for route, rate in rates.items()}
     allowed = frozenset(normalise_origin(o) for o in allowed_origins)
+    hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if hosts is not None and host_name(request.host) not in hosts:
+            raise _refusal(web.HTTPForbidden, f"this server does not answer to the host name {request.host[:100]!r}")
         origin = request.headers.get("Origin")
         cross = origin is not None and not origin_allowed(origin, request.host, ())
         if origin is not None and cross and not origin_allowed(origin, request.host, allowed):

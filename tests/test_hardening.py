@@ -24,9 +24,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from pose.pipeline import Models
-from server import JOBS, LIBRARY, SESSIONS, create_app
+from server import JOBS, LIBRARY, SESSIONS, allowed_hosts, create_app
 from stream.csvsafe import FORMULA_STARTS, NUMBER, csv_text
-from stream.limits import Rate, RateLimiter, origin_allowed
+from stream.limits import Rate, RateLimiter, host_name, origin_allowed
 from stream.sdpcheck import check_sdp
 from stream.session import SCORE_COLUMNS
 from tests.live_support import Clips, SeededLibrary, cut_clip, eventually, open_peer_connections, settings_for
@@ -643,6 +643,38 @@ async def test_cross_origin_offers_and_uploads_are_refused(
     assert all(s[1] == 400 for o, s in seen.items() if o in (own, "https://dance.example", "None"))  # passed the check
     await client.app[SESSIONS].close_all()
     await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        ("127.0.0.1:8080", "127.0.0.1"),
+        ("LocalHost", "localhost"),
+        ("[::1]:80", "::1"),
+        ("evil.example:80", "evil.example"),
+    ],
+)
+def test_host_names_drop_the_port(host: str, name: str) -> None:
+    assert host_name(host) == name
+
+
+async def test_requests_addressed_to_another_host_name_are_refused(
+    aiohttp_client: Any, seeded: SeededLibrary, models: Models
+) -> None:
+    """DNS rebinding: a page on evil.example, its name now resolving to 127.0.0.1, is same-origin with the server
+    by Origin and Host alike; only the name in Host gives it away."""
+    hosts = allowed_hosts("127.0.0.1", [])
+    assert hosts is not None and allowed_hosts("0.0.0.0", []) is None
+    assert allowed_hosts("0.0.0.0", ["a.b:1"]) == ("a.b",)
+    client: Client = await aiohttp_client(create_app(settings_for(seeded.data_dir, allowed_hosts=hosts), models))
+    port = client.port
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    for method, path in (("GET", "/api/references"), ("POST", "/api/offer"), ("POST", "/api/references")):
+        refused = await client.request(method, path, headers=rebound, data=b"{}")
+        assert refused.status == 403 and "host name" in (await refused.json())["error"]
+        own = await client.request(method, path, headers={"Host": f"localhost:{port}"}, data=b"{}")
+        assert own.status != 403
+    assert (await client.get("/api/references")).status == 200  # the test client's own Host: 127.0.0.1:port
 
 
 def semantic_mutations(good: str) -> dict[str, str]:
