@@ -29,6 +29,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import SessionDescription
 
 from pose.types import FrameAnalysis
+from stream.memory import release_free_memory
 from stream.sdpcheck import SdpError, check_sdp
 from stream.session import LiveSession, RateMeter, TickResult
 from stream.tracks import AnnotatedTrack, BgrConverter, LatestFrame, consume
@@ -101,6 +102,8 @@ def check_offer_sdp(sdp: str) -> None:
         raise OfferError("the offer has no video: add the webcam track before creating the offer")
     if ("video", "sendrecv") not in kinds:
         raise OfferError("the offer's video must be sendrecv: the annotated video comes back on it")
+    if all(m.port == 0 for m in parsed.media if m.kind == "video") and "a=bundle-only" not in sdp:
+        raise OfferError("the offer's video is switched off (port 0)")
     if not any(kind == "application" for kind, _ in kinds):
         raise OfferError(f'the offer has no data channel: create the "{CONTROL_LABEL}" channel before the offer')
 
@@ -347,6 +350,10 @@ class SessionRunner:
         log.info(
             "session %s: %d ticks processed, %d skipped, %d errors", self.id, s.processed, s.sampler.skipped, s.errors
         )
+        # What the session's codecs, frames and converters used is freed by now, but it leaves holes in malloc's
+        # heaps that glibc keeps for good: ~3 MiB of RSS a session without this (stream.memory).
+        trim_s = await asyncio.to_thread(release_free_memory)
+        log.debug("session %s: free memory returned to the system in %.3f s", self.id, trim_s)
 
 
 class SessionRegistry:

@@ -721,6 +721,7 @@ async def test_odd_but_well_formed_offers_get_an_answer_or_a_clear_4xx(client: C
         assert status == 200 or payload["error"], payload
         await client.app[SESSIONS].close_all()  # an answered one: its place under the session cap is freed
     print("\n" + "\n".join(f"  {name}: {outcome}" for name, outcome in outcomes.items()))
+    assert outcomes["video port 0"].startswith("400") and "port 0" in outcomes["video port 0"]  # no video would come
     await client.app[SESSIONS].close_all()
     await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
 
