@@ -14,8 +14,11 @@
                                            404 unknown reference, 503 too many live sessions. "pose" defaults to the
                                            backend that extracted the reference; "warnings" are for the user (e.g.
                                            the two sides' keypoints come from different backends)
-    GET  /api/sessions/{session}/keypoints.csv and /scores.csv, with `Authorization: Bearer <token>` or ?token=:
-                                           403 without a token, 404 for a wrong token or session (alike)
+    GET  /api/sessions/{session}           {"session", "reference", "pose", "dancer_pose", "tick_fps", "mirror",
+                                           "processed", "skipped", "errors", "warnings", "live", "end_reason"}
+    GET  /api/sessions/{session}/keypoints.csv and /scores.csv
+                                           these three with `Authorization: Bearer <token>` or ?token=: 403 without
+                                           a token, 404 for a wrong token or session (alike)
 
 Errors are JSON `{"error": message}` with a 4xx/5xx status; the messages are meant for the page's user. Both
 POSTs may also get 403 (a foreign Origin), 413 (body over its limit) and 429 (rate limit), see stream.limits.
@@ -251,6 +254,7 @@ class SessionsApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/api/offer", self.offer),
+            web.get("/api/sessions/{session}", self.metadata),
             web.get("/api/sessions/{session}/keypoints.csv", self.keypoints),
             web.get("/api/sessions/{session}/scores.csv", self.scores),
         ]
@@ -283,7 +287,7 @@ class SessionsApi:
                 "try again in a minute",
                 headers={"Retry-After": "60"},
             )
-        runner = SessionRunner(session, self.executor)
+        runner = SessionRunner(session, self.executor, meta.id)
         try:
             answer = await runner.answer(offer.sdp)
         except OfferError as exc:
@@ -307,6 +311,10 @@ class SessionsApi:
                 "warnings": session.warnings,
             }
         )
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        runner = self._authorised(request)
+        return web.json_response(runner.metadata(), headers={"Cache-Control": "no-store"})
 
     async def keypoints(self, request: web.Request) -> web.Response:
         runner = self._authorised(request)

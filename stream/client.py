@@ -4,7 +4,8 @@
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and runs in real time
 (a dancer video playing alongside), sent on the `control` channel 20 times a second. The returned annotated video
-is recorded and both CSVs are downloaded with the session's token. `run_session` does the same for tests and
+is recorded; both CSVs and the session's metadata (session.json: pose backends, tick rate, tick counts, warnings)
+are downloaded with the session's token. `run_session` does the same for tests and
 benchmarks (with hooks that see every frame sent and received).
 """
 
@@ -66,6 +67,7 @@ class ClientResult:
     stats_log: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (loop time received, message)
     keypoints_csv: str = ""
     scores_csv: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
     files: list[Path] = field(default_factory=list)
 
     def elapsed_ticks(self) -> list[int]:
@@ -146,8 +148,8 @@ async def run_session(
 ) -> ClientResult:
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
-    out; with `out_dir`, save annotated.mp4, keypoints.csv and scores.csv there. `pose`: the server's pose backend
-    for this session (default: the one that extracted the reference)."""
+    out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv and session.json there. `pose`: the
+    server's pose backend for this session (default: the one that extracted the reference)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
@@ -285,7 +287,12 @@ async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult
         if out_dir is not None:
             (out_dir / name).write_text(text)
             result.files.append(out_dir / name)
+    async with http.get(f"{base}/api/sessions/{result.session}", headers=headers) as response:
+        await _check(response, "downloading the session's metadata")
+        result.metadata = await response.json()
     if out_dir is not None:
+        (out_dir / "session.json").write_text(json.dumps(result.metadata, indent=2) + "\n")
+        result.files += [out_dir / "session.json"]
         result.files.insert(0, out_dir / "annotated.mp4")
 
 

@@ -140,11 +140,10 @@ class SessionRunner:
     """
 
     def __init__(
-        self,
-        session: LiveSession[av.VideoFrame],
-        executor: concurrent.futures.Executor,
+        self, session: LiveSession[av.VideoFrame], executor: concurrent.futures.Executor, reference: str = ""
     ) -> None:
         self.id = secrets.token_urlsafe(16)
+        self.reference = reference
         self.token = secrets.token_urlsafe(32)
         self.session = session
         self.pc: RTCPeerConnection | None = peer_connection()
@@ -205,6 +204,11 @@ class SessionRunner:
 
     async def close(self, reason: str = "closed by the server") -> None:
         await asyncio.shield(self.end(reason))
+
+    def metadata(self) -> dict[str, Any]:
+        """The session's record (`GET /api/sessions/{id}`)."""
+        ended = {"live": self.live, "end_reason": self.end_reason or None}
+        return {"session": self.id, "reference": self.reference, **self.session.metadata(), **ended}
 
     def task_names(self) -> list[str]:
         """Names of this session's tasks still running (for tests and diagnostics)."""

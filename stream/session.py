@@ -305,6 +305,20 @@ class LiveSession(Generic[F]):
             "inference_ms": round(1000 * self.inference_s, 1),
         }
 
+    def metadata(self) -> dict[str, Any]:
+        """What the session was run with and how it went (`GET /api/sessions/{id}`): the pose backends of both
+        sides, tick rate, mirroring, tick counts and the warnings given at the start."""
+        return {
+            "pose": self.pose,
+            "dancer_pose": self.dancer.pose,
+            "tick_fps": self.fps,
+            "mirror": self.mirror,
+            "processed": self.processed,
+            "skipped": self.sampler.skipped,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
     def keypoints_csv(self) -> str:
         """The offline schema, one person-0 row per processed tick, in tick order."""
         return csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))

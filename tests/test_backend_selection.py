@@ -146,5 +146,6 @@ async def test_a_session_on_another_backend_than_the_dancers_is_warned(
     assert result.pose == "movenet-thunder"
     assert len(result.warnings) == 1
     assert DEFAULT_BACKEND in result.warnings[0] and "movenet-thunder" in result.warnings[0]
-    runner = client.app[SESSIONS].get(result.session)
-    assert runner is not None and runner.session.pose == "movenet-thunder"
+    assert result.metadata["pose"] == "movenet-thunder" and result.metadata["dancer_pose"] == DEFAULT_BACKEND
+    assert result.metadata["warnings"] == result.warnings and result.metadata["reference"] == seeded.reference.id
+    assert result.metadata["processed"] == len(result.scores) and result.metadata["mirror"] is True
