@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,10 @@ async def test_command_line_client_saves_video_and_csvs(
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
     assert process.returncode == 0, stderr.decode()
     assert "ticks scored" in stdout.decode()
-    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "keypoints.csv", "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "keypoints.csv", "scores.csv", "session.json"]
     assert tuple(pd.read_csv(out / "keypoints.csv").columns) == CSV_COLUMNS
+    record = json.loads((out / "session.json").read_text())
+    assert record["pose"] == record["dancer_pose"] == seeded.reference.pose and record["processed"] >= 3
     with av.open(str(out / "annotated.mp4")) as container:
         assert container.streams.video[0].frames > 30
 
