@@ -99,6 +99,9 @@ class ModelCatalog:
         name = name or self.default.pose.name
         if name not in self.names:
             raise ValueError(f"unknown pose backend {name!r}; this server offers {', '.join(self.names)}")
+        loaded = self._loaded.get(name)
+        if loaded is not None:  # no lock: a backend being loaded must not hold up sessions on the others
+            return loaded
         with self._lock:
             if name not in self._loaded and self._load_pose is not None:
                 log.info("loading the %s pose backend", name)

@@ -1,12 +1,13 @@
 """A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
 
     python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
+                              [--no-mirror] [--pose BACKEND]
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and runs in real time
 (a dancer video playing alongside), sent on the `control` channel 20 times a second. The returned annotated video
 is recorded; both CSVs and the session's metadata (session.json: pose backends, tick rate, tick counts, warnings)
-are downloaded with the session's token. `run_session` does the same for tests and
-benchmarks (with hooks that see every frame sent and received).
+are downloaded with the session's token. `run_session` does the same for tests and benchmarks (with hooks that
+see every frame sent and received).
 """
 
 from __future__ import annotations
