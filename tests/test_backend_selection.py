@@ -4,6 +4,7 @@ with the Python client for every backend. Real server, real models, real footage
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.csvio import CSV_COLUMNS
 from pose.pipeline import ModelCatalog, Models
 from server import SESSIONS, create_app
@@ -34,6 +35,24 @@ Client = TestClient[web.Request, web.Application]
 def catalog(models: Models, models_for: Callable[[str], Models]) -> ModelCatalog:
     """Every backend, as the server offers them (the test run's already-loaded models)."""
     return ModelCatalog(models, lambda name: models_for(name).pose)
+
+
+def test_the_catalog_loads_each_backend_once_on_first_use(models: Models, models_for: Callable[[str], Models]) -> None:
+    loads: list[str] = []
+
+    def load(name: str) -> PoseBackend:
+        loads.append(name)
+        return models_for(name).pose
+
+    catalog = ModelCatalog(models, load)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(catalog.get, ["movenet-thunder"] * 4 + [None, DEFAULT_BACKEND]))
+    assert loads == ["movenet-thunder"]
+    assert [m.pose.name for m in got] == ["movenet-thunder"] * 4 + [DEFAULT_BACKEND] * 2
+    assert got[0].detector is models.detector  # one person detector for every backend
+    with pytest.raises(ValueError, match="openpose"):
+        catalog.get("openpose")
+    assert ModelCatalog(models).names == (DEFAULT_BACKEND,)
 
 
 async def test_the_default_backend_is_offered_first(
