@@ -72,6 +72,10 @@ async def export(request: web.Request) -> web.Response:
     return web.Response(text="tick\n", content_type="text/csv")
 
 
+async def record(request: web.Request) -> web.Response:
+    return web.json_response({"session": request.match_info["session"], "pose": None})
+
+
 async def close_peers(app: web.Application) -> AsyncIterator[None]:
     yield
     peers: set[RTCPeerConnection] = app[PEERS]
@@ -85,6 +89,7 @@ def create_app() -> web.Application:
         [
             web.get("/api/references", references),
             web.post("/api/offer", offer),
+            web.get("/api/sessions/{session}", record),
             web.get("/api/sessions/{session}/{name}", export),
         ]
     )
