@@ -30,7 +30,7 @@ from pose import assets
 from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import FrameAnalyzer, Models, load_models
 from server import SESSIONS, Settings, create_app
-from stream.memory import limit_malloc_arenas
+from stream.memory import MMAP_THRESHOLD, limit_malloc_arenas
 from stream.references import ReferenceLibrary, new_id
 from tests.live_support import cut_clip, settings_for
 from tests.reliability_support import (
@@ -76,7 +76,7 @@ class Server:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     parts = set(args.parts.split(","))
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results["machine"] = {**describe(), "pose": args.pose}
+    results["machine"] = {**describe(), "pose": args.pose, "malloc": args.malloc}
     work = Path(tempfile.mkdtemp(prefix="dancesync-soak-"))
     try:
         return await _run_parts(args, parts, results, work)
@@ -146,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backpressure-s", type=float, default=300.0)
     parser.add_argument("--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc arenas")
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc settings")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "stream.live", "stream.references"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not args.default_malloc:
-        limit_malloc_arenas()  # as server.py does
+    args.malloc = "glibc default (the trim after each session still runs)"
+    if not args.default_malloc and limit_malloc_arenas():  # as server.py does
+        args.malloc = f"2 arenas, mmap threshold {MMAP_THRESHOLD // 1024} KiB, malloc_trim after each session"
     results = asyncio.run(run(args))
     print(json.dumps({k: v for k, v in results.items() if k != "soak"}, indent=2))
     if "soak" in results:

@@ -5,6 +5,8 @@ references, process figures from /proc, and the measured runs themselves."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import json
@@ -136,6 +138,27 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+class _MallInfo2(ctypes.Structure):
+    _NAMES = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+    _fields_ = [(name, ctypes.c_size_t) for name in _NAMES]
+
+
+def heap_mib() -> dict[str, float]:
+    """glibc's own account (mallinfo2, all arenas), MiB: `heap_used` handed out by malloc and not freed (a leak
+    grows it), `heap_free` freed but kept in malloc's heaps (fragmentation grows it). Empty without glibc 2.33+."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallinfo2 = ctypes.CDLL(name).mallinfo2 if name else None
+    except (OSError, AttributeError):
+        mallinfo2 = None
+    if mallinfo2 is None:
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    mib = 1 << 20
+    return {"heap_used_mib": round(info.uordblks / mib, 1), "heap_free_mib": round(info.fordblks / mib, 1)}
+
+
 def process_figures() -> dict[str, float]:
     gc.collect()
     return {
@@ -143,6 +166,7 @@ def process_figures() -> dict[str, float]:
         "threads": threading.active_count(),
         "fds": open_fds(),
         "tasks": len(asyncio.all_tasks()),
+        **heap_mib(),
     }
 
 
@@ -241,6 +265,8 @@ class BackpressureFigures:
     rss_slope_mib_per_min: float
     rss_start_mib: float
     rss_end_mib: float
+    heap_start: dict[str, float]  # heap_mib() when the RSS samples start and at the end
+    heap_end: dict[str, float]
     processed: int
     skipped: int
     returned_fps: float
@@ -253,6 +279,8 @@ async def backpressure_run(
     task = asyncio.create_task(run_session(server, video, reference, seconds=seconds, fps=fps))
     runner: SessionRunner | None = None
     rss: list[tuple[float, float]] = []
+    heap_start: dict[str, float] | None = None
+    heap_end: dict[str, float] = {}
     started = time.monotonic()
     while not task.done():
         await asyncio.sleep(1.0)
@@ -262,6 +290,8 @@ async def backpressure_run(
         elapsed = time.monotonic() - started
         if elapsed > min(10.0, seconds / 3):  # after the warm-up: caches, TF's arenas, aiortc's buffers
             rss.append((elapsed, rss_mib()))
+            heap_end = heap_mib()
+            heap_start = heap_end if heap_start is None else heap_start
     result: ClientResult = await task
     assert runner is not None, "no session was seen"
     ages = np.array(runner.frame_ages)
@@ -277,6 +307,8 @@ async def backpressure_run(
         rss_slope_mib_per_min=round(slope_per_minute(rss), 2),
         rss_start_mib=round(rss[0][1], 1),
         rss_end_mib=round(rss[-1][1], 1),
+        heap_start=heap_start or {},
+        heap_end=heap_end,
         processed=session.processed,
         skipped=session.sampler.skipped,
         returned_fps=round(result.frames_received / max(seconds, 1e-9), 2),

@@ -84,7 +84,8 @@ async def test_orphan_offers_and_killed_clients_are_released(
     orphan_start = time.monotonic()
 
     # The killed client: a real client process, SIGKILLed once the session is scoring.
-    command = [sys.executable, "-m", "stream.client", str(clips.webcam), "--reference", seeded.reference.id]
+    # --reference=ID: an id may start with "-" (token_urlsafe), which argparse would take for an option
+    command = [sys.executable, "-m", "stream.client", str(clips.webcam), f"--reference={seeded.reference.id}"]
     command += ["--server", url(live_client), "--out", str(tmp_path / "out"), "--seconds", "60", "--fps", "5"]
     process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
     try:
