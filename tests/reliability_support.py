@@ -114,7 +114,7 @@ def long_reference(library: ReferenceLibrary, base: ReferenceMeta, seconds: floa
     tiled = tiled[tiled["tick"] < ticks].copy()
     tiled["time_s"] = tiled["tick"] / base.fps
     meta = ReferenceMeta(new_id(), f"{base.title}, {seconds:g} s", base.fps, ticks / base.fps, ticks, base.width,
-                         base.height)  # fmt: skip
+                         base.height, base.pose)  # fmt: skip
     folder = library.root / meta.id
     folder.mkdir()
     tiled.to_csv(folder / "keypoints.csv", index=False)
