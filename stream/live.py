@@ -344,6 +344,7 @@ class SessionRunner:
         # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
         # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
         self.session.take_pending()
+        self.session.finish()
         self._to_bgr = BgrConverter()
         if self.pc is not None:
             await self.pc.close()

@@ -209,6 +209,7 @@ class LiveSession(Generic[F]):
         self._pending: tuple[int, F] | None = None
         self._latest: tuple[FrameAnalysis, float] | None = None
         self._boxes: tuple[int, Detections] | None = None  # (reference tick, boxes) of the last detector run
+        self._keypoints_text: str | None = None  # keypoints_csv() once the session has ended (see `finish`)
 
     # --- input
 
@@ -319,8 +320,19 @@ class LiveSession(Generic[F]):
             "warnings": self.warnings,
         }
 
+    def finish(self) -> None:
+        """The session has ended: keep its keypoints as CSV text, and drop the last analysis. Ended sessions are
+        kept `retention_s` (an hour) for their downloads, and a row as a list of strings takes ~3.7 KiB against
+        ~0.4 KiB as text: a 3-minute session at 10 ticks/s kept 6.5 MiB. Over 150 sessions of 5 s back to back
+        RSS grew 0.23 MiB a session with the rows kept, 0.14 MiB with this (818 -> 850 against 829 -> 848)."""
+        self._keypoints_text = self.keypoints_csv()
+        self.rows = []
+        self._latest = self._boxes = None
+
     def keypoints_csv(self) -> str:
         """The offline schema, one person-0 row per processed tick, in tick order."""
+        if self._keypoints_text is not None:
+            return self._keypoints_text
         return csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))
 
     def scores_csv(self) -> str:
