@@ -27,6 +27,7 @@ from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, allowed_hosts, create_app
 from stream.csvsafe import FORMULA_STARTS, NUMBER, csv_text
 from stream.limits import Rate, RateLimiter, host_name, origin_allowed
+from stream.references import is_id, new_id
 from stream.sdpcheck import check_sdp
 from stream.session import SCORE_COLUMNS
 from tests.live_support import Clips, SeededLibrary, cut_clip, eventually, open_peer_connections, settings_for
@@ -455,6 +456,12 @@ async def test_downloads_of_anything_but_a_known_id_are_404(client: Client, seed
         assert response.status == 404, (path, response.status, (await response.read())[:200])
     print(f"\n{len(DOWNLOADS)} hostile download paths: {dict(statuses)}")
     assert (await client.get(f"/api/references/{ref}/keypoints.csv")).status == 200
+
+
+def test_reference_ids_are_random_and_never_read_as_an_option() -> None:
+    ids = [new_id() for _ in range(5000)]  # about 78 would start with "-" if nothing prevented it
+    assert len(set(ids)) == len(ids) and all(is_id(i) and not i.startswith("-") for i in ids)
+    assert min(token_bits(i) for i in ids) >= 128
 
 
 # --- 9. authorisation
