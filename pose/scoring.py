@@ -168,8 +168,9 @@ def backend_mismatch(dancer_pose: str | None, user_pose: str | None) -> str | No
     """A warning for the user when the dancer's and the user's keypoints come from different pose backends
     (None when they match or either is unknown). Each backend places joints its own way (where a hip or the
     neck sits, which faint joints it reports), so the same pose scores lower across backends than within one:
-    on the same frames of vtest.avi (`make bench`, cross_scores), 100 within a backend, ~60 between tf-pose and
-    a MoveNet, ~91 between Lightning and Thunder, ~78 between MultiPose and the single-pose models.
+    on the same 60 frames of vtest.avi (`make bench`, cross_scores) the mean is 98-100 within a backend, 61-64
+    between tf-pose and a MoveNet, 94 between Lightning and Thunder, 80-81 between MultiPose and the single-pose
+    models.
     """
     if dancer_pose is None or user_pose is None or dancer_pose == user_pose:
         return None
