@@ -408,7 +408,8 @@ async def test_hostile_file_names_never_write_outside_the_data_dir(
         response = await client.post("/api/references", data=form)
         assert response.status == 202, await response.text()
         created = await response.json()
-        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", created["id"]) and re.fullmatch(r"[A-Za-z0-9_-]{22}", created["job"])
+        server_made = r"[A-Za-z0-9_][A-Za-z0-9_-]{22}"  # new_id(): 17 random bytes, URL-safe, no leading "-"
+        assert re.fullmatch(server_made, created["id"]) and re.fullmatch(server_made, created["job"])
         jobs.append(created["job"])
     for job in jobs:
         assert (await wait_for_job(client, job))[-1]["state"] == "done"
