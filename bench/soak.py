@@ -41,7 +41,6 @@ from tests.reliability_support import (
     long_reference,
     long_webcam,
     soak_run,
-    without_rate_limits,
 )
 
 log = logging.getLogger("bench.soak")
@@ -91,7 +90,7 @@ async def _run_parts(args: argparse.Namespace, parts: set[str], results: dict[st
     library = ReferenceLibrary(work / "references")
     log.info("building the reference (10 s of the sample at 10 ticks/s) in %s", work)
     base = library.build(new_id(), cut_clip(sample, work / "reference.mp4", 100), "sample, 10 s", 10.0, models)
-    settings = without_rate_limits(settings_for(work))
+    settings = settings_for(work)
 
     if "soak" in parts:
         webcam = long_webcam(sample, work / "webcam-soak.mp4", args.cycle_s + 3)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import dataclasses
 import gc
 import json
 import os
@@ -24,19 +23,9 @@ import pandas as pd
 
 from pose.pipeline import FrameAnalyzer
 from pose.types import Detections, FrameAnalysis
-from server import Settings
 from stream.client import ClientResult, run_session
 from stream.live import SessionRegistry, SessionRunner
 from stream.references import META_NAME, ReferenceLibrary, ReferenceMeta, new_id
-
-
-def without_rate_limits(settings: Settings) -> Settings:
-    """`settings` with the per-client rate limits (where the server has them) lifted: these runs come from one
-    address, many times a minute."""
-    names = {f.name for f in dataclasses.fields(settings)}
-    lifted = {n: type(getattr(settings, n))(burst=10**6, per_minute=10**6) for n in ("offer_rate", "upload_rate")}
-    return dataclasses.replace(settings, **{n: v for n, v in lifted.items() if n in names})
-
 
 # --- fault injection around the real analyzer
 

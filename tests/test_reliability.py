@@ -37,7 +37,6 @@ from tests.reliability_support import (
     long_reference,
     long_webcam,
     soak_run,
-    without_rate_limits,
 )
 
 pytest_plugins = ("tests.live_fixtures",)
@@ -57,7 +56,7 @@ def released(runner: SessionRunner) -> bool:
 
 @pytest.fixture
 async def live_client(aiohttp_client: Any, seeded: SeededLibrary, models: Models) -> Client:
-    client: Client = await aiohttp_client(create_app(without_rate_limits(settings_for(seeded.data_dir)), models))
+    client: Client = await aiohttp_client(create_app(settings_for(seeded.data_dir), models))
     return client
 
 
@@ -154,7 +153,7 @@ async def test_analyzer_failures_never_stop_the_returned_video(
     data_dir = seeded.data_dir
     reference = long_reference(ReferenceLibrary(data_dir / "references"), seeded.reference, 30)
     webcam = long_webcam(ROOT / "data" / "samples" / "vtest.avi", tmp_path_factory.mktemp("w") / "w.mp4", 20)
-    client: Client = await aiohttp_client(create_app(without_rate_limits(settings_for(data_dir)), models, make))
+    client: Client = await aiohttp_client(create_app(settings_for(data_dir), models, make))
     figures = await fault_run(url(client), webcam, reference.id, faulty, seconds=16)
     print(f"\n{figures}")
     assert figures.raised >= 20
@@ -173,9 +172,7 @@ async def test_slow_inference_keeps_the_queue_and_the_lag_bounded(
     data_dir = seeded.data_dir
     reference = long_reference(ReferenceLibrary(data_dir / "references"), seeded.reference, 40)
     webcam = long_webcam(ROOT / "data" / "samples" / "vtest.avi", tmp_path_factory.mktemp("w") / "w.mp4", 32)
-    app = create_app(
-        without_rate_limits(settings_for(data_dir)), models, lambda m: SlowAnalyzer(FrameAnalyzer(m), 0.25)
-    )
+    app = create_app(settings_for(data_dir), models, lambda m: SlowAnalyzer(FrameAnalyzer(m), 0.25))
     client: Client = await aiohttp_client(app)
     figures = await backpressure_run(url(client), app[SESSIONS], webcam, reference.id, seconds=30, fps=10)
     print(f"\n{figures}")
@@ -251,7 +248,7 @@ CLI_PEAK_MIB = 300.0
 async def test_hostile_uploads_get_a_clear_4xx_and_the_server_keeps_serving(
     aiohttp_client: Any, tmp_path: Path, models: Models, hostile: dict[str, Path], clips: Clips, trap: Any
 ) -> None:
-    client: Client = await aiohttp_client(create_app(without_rate_limits(settings_for(tmp_path)), models))
+    client: Client = await aiohttp_client(create_app(settings_for(tmp_path), models))
     outcomes = {}
     with RssSampler() as rss:
         for name, path in hostile.items():
