@@ -93,12 +93,17 @@ class ModelCatalog:
         others = BACKEND_NAMES if self._load_pose is not None else ()
         return (self.default.pose.name, *(n for n in others if n != self.default.pose.name))
 
+    def resolve(self, name: str | None) -> str:
+        """`name`, or the default's for None; ValueError (naming the backends offered) for one not offered."""
+        name = name or self.default.pose.name
+        if name not in self.names:
+            raise ValueError(f"unknown pose backend {name[:40]!r}; this server offers {', '.join(self.names)}")
+        return name
+
     def get(self, name: str | None = None) -> Models:
         """The models with pose backend `name` (the default for None), loading it if needed: call from a worker
         thread. ValueError for a backend not offered."""
-        name = name or self.default.pose.name
-        if name not in self.names:
-            raise ValueError(f"unknown pose backend {name!r}; this server offers {', '.join(self.names)}")
+        name = self.resolve(name)
         loaded = self._loaded.get(name)
         if loaded is not None:  # no lock: a backend being loaded must not hold up sessions on the others
             return loaded

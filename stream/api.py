@@ -177,10 +177,10 @@ class ReferencesApi:
     def _pose(self, text: str | None) -> str | None:
         if text is None or not text.strip():
             return None
-        if text.strip() not in self.jobs.models.names:
-            offered = ", ".join(self.jobs.models.names)
-            raise api_error(web.HTTPBadRequest, f"pose must be one of {offered}, got {text[:40]!r}")
-        return text.strip()
+        try:
+            return self.jobs.models.resolve(text.strip())
+        except ValueError as exc:
+            raise api_error(web.HTTPBadRequest, str(exc)) from None
 
     def _too_large(self, size: int) -> web.HTTPException:
         limit_mb = self.max_upload_bytes / 2**20
@@ -271,8 +271,11 @@ class SessionsApi:
         meta = self.library.get(offer.reference)
         if meta is None:
             raise api_error(web.HTTPNotFound, "no such reference")
-        if offer.pose is not None and offer.pose not in self.models.names:
-            raise api_error(web.HTTPBadRequest, f'"pose" must be one of {", ".join(self.models.names)}')
+        if offer.pose is not None:
+            try:
+                self.models.resolve(offer.pose)
+            except ValueError as exc:
+                raise api_error(web.HTTPBadRequest, f'"pose": {exc}') from None
         dancer = await self._dancer(meta)
         models = await self._models(offer.pose or meta.pose)
         try:

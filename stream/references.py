@@ -247,10 +247,7 @@ class ReferenceJobs:
     def submit(self, source: Path, title: str, fps: float, remove_source: bool, pose: str | None = None) -> Job:
         """Queue a build of `source` with pose backend `pose` (None: the default); with `remove_source` the file is
         deleted afterwards (an upload). ValueError for a backend the catalog does not offer."""
-        pose = pose or self.models.default.pose.name
-        if pose not in self.models.names:
-            raise ValueError(f"unknown pose backend {pose!r}; choose one of {', '.join(self.models.names)}")
-        job = Job(id=new_id(), reference=new_id(), title=title, pose=pose)
+        job = Job(id=new_id(), reference=new_id(), title=title, pose=self.models.resolve(pose))
         self.jobs[job.id] = job
         task = asyncio.create_task(self._run(job, source, fps, remove_source), name=f"reference-job-{job.id}")
         self._tasks.add(task)
