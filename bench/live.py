@@ -49,13 +49,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import av
 import numpy as np
 
 from bench.machine import describe
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from stream.client import ClientResult, run_session
 
 log = logging.getLogger("bench.live")
@@ -158,7 +157,7 @@ def write_reference_source(video: Path, out: Path, seconds: float) -> Path:
 
 def prepare_data_dir(root: Path, video: Path, reference_s: float) -> str:
     """Models linked in, one reference (`reference_s` of the sample at 10 ticks/s) built; returns its id."""
-    from pose.pipeline import load_models  # TensorFlow: after aiortc (see the import at the top)
+    from pose.pipeline import load_models
     from stream.references import ReferenceLibrary, new_id
 
     assets.ensure(assets.MODELS)

@@ -22,18 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or it segfaults)
 from aiohttp import web
 
 from bench.machine import describe
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import FrameAnalyzer, Models, load_models
 from server import SESSIONS, Settings, create_app
 from stream.memory import MMAP_THRESHOLD, limit_malloc_arenas
 from stream.references import ReferenceLibrary, new_id
 from tests.live_support import cut_clip, settings_for
-from tests.reliability_support import (
+from harness.reliability import (
     FaultyAnalyzer,
     SlowAnalyzer,
     backpressure_run,

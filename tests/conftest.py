@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or the process segfaults)
 import pytest
 
 from pose import assets
@@ -34,7 +33,7 @@ def models_for() -> Callable[[str], Models]:
 
 @pytest.fixture(scope="session")
 def models(models_for: Callable[[str], Models]) -> Iterator[Models]:
-    from pose.backends import DEFAULT_BACKEND
+    from pose.models import DEFAULT_BACKEND
 
     yield models_for(DEFAULT_BACKEND)
 

@@ -11,13 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import pandas as pd
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.csvio import CSV_COLUMNS
 from pose.pipeline import ModelCatalog, Models
 from server import SESSIONS, create_app

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose.backends import BACKEND_NAMES, NetworkOutput
+from pose.models import BACKEND_NAMES, NetworkOutput
 from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.draw import draw_analysis

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.csvio import CSV_COLUMNS
 
 pytestmark = pytest.mark.browser

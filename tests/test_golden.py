@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from pose import assets
-from pose.backends import BACKEND_NAMES
-from pose.golden import (
+from pose.models import BACKEND_NAMES
+from harness.golden import (
     GOLDEN_FILE,
     GoldenFrame,
     GoldenPerson,

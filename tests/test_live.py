@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import av
 import numpy as np
 import pandas as pd

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -28,7 +27,7 @@ from stream.live import CONNECT_TIMEOUT_S, MEDIA_TIMEOUT_S, SessionRunner, peer_
 from stream.references import ReferenceLibrary
 from tests.live_support import Clips, SeededLibrary, eventually, media_threads, open_peer_connections, settings_for
 from tests.malicious import corpus
-from tests.reliability_support import (
+from harness.reliability import (
     FaultyAnalyzer,
     RssSampler,
     SlowAnalyzer,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import av
 import pandas as pd
 import pytest
@@ -18,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiortc import VideoStreamTrack
 
-from pose.backends import DEFAULT_BACKEND
+from pose.models import DEFAULT_BACKEND
 from pose.csvio import CSV_COLUMNS
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, create_app

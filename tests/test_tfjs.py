@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pose.graph import FrozenGraph
-from pose.tfjs import TfjsError, WeightSpec, dequantize, graph_def_from_tfjs, load_graph_model, read_weights
+from pose.models.graph import FrozenGraph
+from pose.models.tfjs import TfjsError, WeightSpec, dequantize, graph_def_from_tfjs, load_graph_model, read_weights
 
 
 def _s(text: str) -> str:

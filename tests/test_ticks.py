@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pose.ticks import sample_ticks, tick_count
-from pose.video import iter_frames, probe_video
+from pose.media.video import iter_frames, probe_video
 from tests.media import read_index, write_indexed_clip
 
 

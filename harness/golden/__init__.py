@@ -24,9 +24,10 @@ import numpy as np
 from pose.parts import NUM_PARTS, PART_NAMES, BodyPart
 from pose.pipeline import FrameAnalyzer
 from pose.types import FloatArray, FrameAnalysis
-from pose.video import iter_frames
+from pose.media.video import iter_frames
 
-GOLDEN_FILE = Path(__file__).resolve().parent.parent / "tests" / "golden" / "keypoints.json"
+GOLDEN_DIR = Path(__file__).resolve().parent
+GOLDEN_FILE = GOLDEN_DIR / "keypoints.json"
 ALPHA = 0.25
 WARMUP_FRAMES = 5  # half a second of vtest.avi
 _RIGHT_LEG = [BodyPart.R_HIP, BodyPart.R_KNEE, BodyPart.R_ANKLE]

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from pose.graph import tf
-
-GraphDef = Any  # tf.compat.v1.GraphDef, which has no usable static type
+from pose.models import tf as tensorflow
+from pose.models.graph import GraphDef
 
 # TF.js dtype names → numpy dtypes (little-endian, as TF.js writes them).
 _DTYPES: dict[str, np.dtype] = {
@@ -106,6 +105,7 @@ def graph_def_from_tfjs(model: dict[str, Any], shards: Iterable[bytes]) -> Graph
     """A GraphDef ready for `tf.import_graph_def`: constants filled, fused ops in TensorFlow's form."""
     if model.get("format") != "graph-model" or "modelTopology" not in model:
         raise TfjsError(f"not a TF.js graph model (format {model.get('format')!r})")
+    tf = tensorflow.load()
     graph_def = json_format.ParseDict(model["modelTopology"], tf.compat.v1.GraphDef(), ignore_unknown_fields=True)
     weights = read_weights(model.get("weightsManifest", []), shards)
     for node in graph_def.node:
