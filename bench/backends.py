@@ -33,16 +33,16 @@ import cv2
 import numpy as np
 
 from bench.machine import describe
-from pose import assets
-from pose.models import BACKEND_NAMES
-from pose.crop import CropPolicy
 from harness.golden import WARMUP_FRAMES, evaluate, pck
+from pose import assets
+from pose.crop import CropPolicy
+from pose.media.video import iter_frames, probe_video
+from pose.models import BACKEND_NAMES
 from pose.models.movenet import MultiPoseMoveNet, SinglePoseMoveNet
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.scoring import score_pose
 from pose.ticks import sample_ticks
 from pose.types import Detections, Poses
-from pose.media.video import iter_frames, probe_video
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = assets.DATA_DIR / "samples"

@@ -14,8 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pose import assets
-from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, backend_spec
 from pose.draw import draw_analysis
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, backend_spec
 from pose.ticks import as_rate
 
 log = logging.getLogger("pose")

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from pose.media.transcode import transcode_for_web
+from pose.media.video import VideoError
 from pose.pipeline import ModelCatalog, Models, extract_video
 from pose.ticks import as_rate, tick_count
-from pose.media.video import VideoError
 
 log = logging.getLogger(__name__)
 

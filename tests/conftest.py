@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,20 @@ if TYPE_CHECKING:
     from pose.pipeline import Models
 
 DATA = assets.DATA_DIR
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        help="rewrite each backend's stored golden-set output (harness/golden/outputs/) instead of comparing with it",
+    )
+
+
+@pytest.fixture(scope="session")
+def regen_golden(request: pytest.FixtureRequest) -> bool:
+    """--regen-golden, or DANCESYNC_REGEN_GOLDEN=1 in the environment."""
+    return bool(request.config.getoption("--regen-golden")) or os.environ.get("DANCESYNC_REGEN_GOLDEN") == "1"
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose.models import BACKEND_NAMES, NetworkOutput
 from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.draw import draw_analysis
+from pose.models import BACKEND_NAMES, NetworkOutput
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.types import Detections
