@@ -16,7 +16,7 @@ from pose import assets
 from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.draw import draw_analysis
-from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, load_pose_backend
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
@@ -47,7 +47,7 @@ def load_models(
     """
     from pose.models.detector import PersonDetector
 
-    assets.ensure(DETECTOR_ASSETS, data_dir)
+    assets.ensure((*DETECTOR_ASSETS, *backend_spec(pose).assets), data_dir)  # a bad name fails before any fetch
     pose_backend = load_pose_backend(pose, data_dir, pose_size)
     return Models(pose=pose_backend, detector=PersonDetector(DETECTOR_ASSETS[0].path(data_dir)))
 
