@@ -130,3 +130,46 @@ def test_tensorflow_loaded_first_leaves_webrtc_working() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["connected"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_graph() -> dict[str, set[str]]:
+    """Module → the project modules it imports anywhere in its source (inside functions too); `from package import
+    module` counts as an import of that module."""
+    paths = [ROOT / "server.py", *(p for package in ("pose", "stream", "harness", "bench") for p in sources(package))]
+    modules = {_module_name(p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in modules}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                edges |= subs or ({node.module} & modules.keys())
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _project_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            assert state.get(target) != 1, "import cycle: " + " -> ".join([*path[path.index(target) :], target])
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)

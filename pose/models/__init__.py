@@ -1,13 +1,8 @@
-"""The pose backends: their interface and the one registry that names each of them (`BACKENDS`).
+"""The pose backends: the one registry that names each of them (`BACKENDS`), and how one is loaded.
 
-Every model (tf-pose, the MoveNet variants) is preprocess → forward → decode.
-
-The rest of the code (tracking, CSV, drawing, scoring, the live path) sees only `Poses` in the 18-part schema
-and never knows which backend produced them.
-
-Backends are loaded once and shared by every video and session in the process, from several threads, so they
-keep no per-video state: what a backend may use from earlier frames (the previous main dancer, for single-person
-models that crop around them) is passed in by the caller, `FrameAnalyzer`, which exists once per video.
+Each backend is named here once, with the cached files it needs, its network input, whether it finds everyone in
+the frame, and the factory that builds it; `--pose`, the server, the offer's `pose` and the tests take the names
+from here. What a backend is (`PoseBackend`, `NetworkOutput`) is in `pose.models.base`.
 
 Everything in this package that touches TensorFlow loads it on first use (`pose.models.tf`): importing this
 registry, or the numpy post-processing (`paf`, `movenet_post`), loads no TensorFlow; building a backend does.
@@ -16,55 +11,24 @@ registry, or the numpy post-processing (`paf`, `movenet_post`), loads no TensorF
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
 
 from pose import assets
-from pose.types import Detections, FloatArray, Poses
+from pose.models.base import NetworkOutput, PoseBackend
 
-WHOLE_FRAME: FloatArray = np.array([0.0, 0.0, 1.0, 1.0], np.float32)
-
-
-@dataclass(frozen=True)
-class NetworkOutput:
-    """What `forward` hands to `decode`: the network's raw output and the part of the frame it looked at.
-
-    tensor: the output for this one frame, its layout the backend's own.
-    region: (4,) float32 x1, y1, x2, y2 of the frame that the network input covered, normalised to the frame;
-        beyond [0, 1] where the input was padded. (0, 0, 1, 1) for a whole-frame resize.
-    """
-
-    tensor: np.ndarray
-    region: FloatArray = field(default_factory=WHOLE_FRAME.copy)
-
-    def __post_init__(self) -> None:
-        if self.region.shape != (4,):
-            raise ValueError(f"region must have shape (4,), got {self.region.shape}")
-
-
-class PoseBackend(Protocol):
-    """A pose model. `forward` is the network alone (timed separately by the benchmark); `decode` is pure numpy.
-
-    multi_person: whether it finds everyone in the frame (else only the main dancer).
-    """
-
-    name: str
-    multi_person: bool
-
-    def forward(self, image_bgr: np.ndarray, people: Detections, previous: Poses | None = None) -> NetworkOutput:
-        """Run the network on one (h, w, 3) uint8 BGR frame.
-
-        people: the person boxes, largest first; previous: the main dancer found on this video's previous tick
-        (one person), if any. Single-person models crop around the dancer with them; others ignore them.
-        """
-        ...
-
-    def decode(self, output: NetworkOutput) -> Poses:
-        """Turn the raw network output into people, x and y normalised to [0, 1] of the frame."""
-        ...
+__all__ = [
+    "BACKENDS",
+    "BACKEND_NAMES",
+    "DEFAULT_BACKEND",
+    "DETECTOR_ASSETS",
+    "BackendSpec",
+    "NetworkOutput",
+    "PoseBackend",
+    "backend_assets",
+    "backend_spec",
+    "load_pose_backend",
+]
 
 
 Factory = Callable[[tuple[Path, ...], tuple[int, int]], PoseBackend]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pose.crop import CropPolicy, choose_region, cut
-from pose.models import NetworkOutput
+from pose.models.base import NetworkOutput
 from pose.models.graph import FrozenGraph
 from pose.models.movenet_post import (
     MULTIPOSE_PERSON_PX,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pose.models import NetworkOutput
+from pose.models.base import NetworkOutput
 from pose.parts import NUM_PARTS, BodyPart
 from pose.types import Detections, FloatArray, Poses
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose.models import NetworkOutput
+from pose.models.base import NetworkOutput
 from pose.models.graph import FrozenGraph
 from pose.models.paf import DecodeConfig, decode_poses
 from pose.types import Detections, Poses
