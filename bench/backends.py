@@ -8,7 +8,7 @@ Prints a table and writes bench/results/backends.json. Per backend:
                     CPU ms per tick (all threads: a check on wall times taken while the machine was busy)
   live_tick_ms      one live tick on a 640x480 frame: FrameAnalyzer.analyze with held boxes (median) plus the
                     person detector's share (it runs every 0.5 s, every 5th tick at F=10)
-  pck_main/pck_best golden PCK@0.25-torso (pose.golden), boxes fresh on every frame; pck_main_held_boxes: boxes
+  pck_main/pck_best golden PCK@0.25-torso (harness.golden), boxes fresh on every frame; pck_main_held_boxes: boxes
                     0.5 s old, as a live session holds them
 two sweeps: the single-pose crop (frame / box / keypoints) and MultiPose's input size (fixed sides vs chosen
 per frame); and cross_scores: the mean score of one backend's main dancer against another's on the same frames
