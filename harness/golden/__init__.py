@@ -203,8 +203,17 @@ def outputs_of(analyses: Iterable[tuple[GoldenFrame, FrameAnalysis]]) -> dict[st
 
 
 def write_outputs(path: Path, outputs: dict[str, Any]) -> None:
+    """JSON with one line per person, so that a change shows in a diff as the people it moved."""
+    frames = []
+    for frame in outputs["frames"]:
+        people = ",\n".join("  " + json.dumps(person) for person in frame["people"])
+        head = json.dumps({"source": frame["source"], "frame": frame["frame"]})[:-1]
+        frames.append(f'{head}, "people": [\n{people}\n]}}')
+    text = '{"parts": ' + json.dumps(outputs["parts"]) + ',\n"frames": [\n' + ",\n".join(frames) + "\n]}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(outputs, indent=1) + "\n")
+    partial = path.with_suffix(".part")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def load_outputs(path: Path) -> dict[str, Any]:
