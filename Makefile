@@ -30,7 +30,7 @@ $(INSTALLED): pyproject.toml
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy pose stream tests bench server.py
+	$(PY) -m mypy pose stream tests bench harness server.py
 
 extract-sample:
 	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4

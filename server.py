@@ -21,14 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or it segfaults)
 import av
 from aiohttp import web
 
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.cli import parse_size
-from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, backend_assets, load_models, load_pose_backend, warm_up
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, load_pose_backend
+from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.limits import LOOPBACK_HOSTS, Rate, guard_middleware, host_name
 from stream.live import SessionRegistry

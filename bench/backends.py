@@ -8,7 +8,7 @@ Prints a table and writes bench/results/backends.json. Per backend:
                     CPU ms per tick (all threads: a check on wall times taken while the machine was busy)
   live_tick_ms      one live tick on a 640x480 frame: FrameAnalyzer.analyze with held boxes (median) plus the
                     person detector's share (it runs every 0.5 s, every 5th tick at F=10)
-  pck_main/pck_best golden PCK@0.25-torso (pose.golden), boxes fresh on every frame; pck_main_held_boxes: boxes
+  pck_main/pck_best golden PCK@0.25-torso (harness.golden), boxes fresh on every frame; pck_main_held_boxes: boxes
                     0.5 s old, as a live session holds them
 two sweeps: the single-pose crop (frame / box / keypoints) and MultiPose's input size (fixed sides vs chosen
 per frame); and cross_scores: the mean score of one backend's main dancer against another's on the same frames
@@ -33,16 +33,16 @@ import cv2
 import numpy as np
 
 from bench.machine import describe
+from harness.golden import WARMUP_FRAMES, evaluate, pck
 from pose import assets
-from pose.backends import BACKEND_NAMES
 from pose.crop import CropPolicy
-from pose.golden import WARMUP_FRAMES, evaluate, pck
-from pose.movenet import MultiPoseMoveNet, SinglePoseMoveNet
+from pose.media.video import iter_frames, probe_video
+from pose.models import BACKEND_NAMES
+from pose.models.movenet import MultiPoseMoveNet, SinglePoseMoveNet
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.scoring import score_pose
 from pose.ticks import sample_ticks
 from pose.types import Detections, Poses
-from pose.video import iter_frames, probe_video
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = assets.DATA_DIR / "samples"

@@ -9,7 +9,8 @@ Prints a table and writes bench/results/live.json. All figures come from one run
   process, one `stream.client.run_session` per session, all on this event loop; the machine's 2 cores are shared
   by server, clients and whatever else runs (the CPU each used is in the results).
 * The webcam is the sample footage at 640x480 and 30 fps (each 10 fps sample frame shown 3 times, as a VGA webcam
-  would), with the frame's index burned into a 16-pixel strip at the top (twice, so that a misread is caught).
+  would), with the frame's index burned into a strip at the top (`harness.frameindex`: twice, so that a misread is
+  caught).
 * latency_ms, per returned frame: from the moment the client's webcam track hands frame i to aiortc (before the
   client's VP8 encode) to the moment the client's returned track yields the decoded frame showing index i.
   It covers the client's encode, loopback RTP, the server's jitter buffer and decode, the newest-frame slot,
@@ -36,26 +37,22 @@ import json
 import logging
 import math
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import av
 import numpy as np
 
 from bench.machine import describe
+from harness.clips import looped_frames, write_clip
+from harness.frameindex import burn_index, read_frame_index
+from harness.server import ServerProcess
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from stream.client import ClientResult, run_session
 
 log = logging.getLogger("bench.live")
@@ -64,8 +61,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 WEBCAM_SIZE = (640, 480)
 WEBCAM_FPS = 30
-CELL = 16  # one bit per 16x16 block survives two lossy encodes
-BITS = 16  # 65536 frames: 36 minutes at 30 fps
 REFERENCE_POSE = "movenet-lightning"  # builds the reference fast; its keypoints only change the score values
 START_TIMEOUT_S = 180.0
 SETTLE_S = 2.0  # between scenarios: the server ends the last sessions
@@ -82,83 +77,31 @@ FLAT_TOLERANCE = 0.2  # the last third's p50 within 20% (or 20 ms) of the first 
 # The webcam: real footage with the frame index burned in
 
 
-def burn_index(image_bgr: np.ndarray, index: int) -> None:
-    """Write `index` as BITS black/white blocks along the top row, twice."""
-    for copy in range(2):
-        for bit in range(BITS):
-            x = (copy * BITS + bit) * CELL
-            image_bgr[:CELL, x : x + CELL] = 255 if index >> bit & 1 else 0
-
-
-def read_index(frame: av.VideoFrame) -> int | None:
-    """The burned-in index from the frame's luma, None when the two copies disagree (drawn over, or garbled)."""
-    if frame.format.name in ("yuv420p", "yuvj420p", "nv12"):
-        plane = frame.planes[0]
-        rows: np.ndarray = np.frombuffer(memoryview(plane), np.uint8, count=CELL * plane.line_size)
-        rows = rows.reshape(CELL, plane.line_size)
-    else:  # never converted in place: the encoder thread may be converting the same frame (see stream.client)
-        rows = frame.reformat(format="gray").to_ndarray()[:CELL]
-    width = 2 * BITS * CELL
-    blocks = rows[4 : CELL - 4, :width].reshape(CELL - 8, 2 * BITS, CELL)[:, :, 4 : CELL - 4]
-    bits = blocks.mean(axis=(0, 2)) > 127
-    if not np.array_equal(bits[:BITS], bits[BITS:]):
-        return None
-    return int(sum(1 << i for i, bit in enumerate(bits[:BITS]) if bit))
-
-
-def _sample_images(video: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """The sample's frames as BGR at `size`, looped forever."""
-    while True:
-        with av.open(str(video)) as container:
-            for frame in container.decode(video=0):
-                yield frame.reformat(width=size[0], height=size[1], format="bgr24").to_ndarray()
-
-
 def write_webcam_clip(video: Path, out: Path, seconds: float) -> int:
     """`seconds` of the sample at 640x480 and 30 fps (each frame 3 times), index burned in; returns the frames."""
     total = math.ceil(seconds * WEBCAM_FPS)
     repeat = WEBCAM_FPS // 10
-    with av.open(str(out), "w") as sink:
-        stream = sink.add_stream("libx264", rate=WEBCAM_FPS)
-        stream.width, stream.height, stream.pix_fmt = *WEBCAM_SIZE, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
-        stream.codec_context.time_base = Fraction(1, WEBCAM_FPS)
-        index = 0
-        for image in _sample_images(video, WEBCAM_SIZE):
-            for _ in range(repeat):
-                copy = image.copy()
-                burn_index(copy, index)
-                frame = av.VideoFrame.from_ndarray(copy, format="bgr24")
-                frame.pts, frame.time_base = index, Fraction(1, WEBCAM_FPS)
-                sink.mux(stream.encode(frame))
-                index += 1
-            if index >= total:
-                break
-        sink.mux(stream.encode(None))
-    return index
+    sample = (image for image in looped_frames(video, WEBCAM_SIZE) for _ in range(repeat))
+
+    def indexed() -> Iterator[np.ndarray]:
+        for index, image in zip(range(total), sample):
+            copy = image.copy()
+            burn_index(copy, index)
+            yield copy
+
+    write_clip(out, indexed(), WEBCAM_FPS)
+    return total
 
 
 def write_reference_source(video: Path, out: Path, seconds: float) -> Path:
     """`seconds` of the sample at its own size and 10 fps, looped as needed (MPEG-4, quick to write)."""
-    with av.open(str(video)) as probe:
-        width, height = probe.streams.video[0].width, probe.streams.video[0].height
-    with av.open(str(out), "w") as sink:
-        stream = sink.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.bit_rate = 4_000_000
-        for index, image in enumerate(_sample_images(video, (width, height))):
-            if index >= seconds * 10:
-                break
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, 10)
-            sink.mux(stream.encode(frame))
-        sink.mux(stream.encode(None))
-    return out
+    frames = (image for _, image in zip(range(math.ceil(seconds * 10)), looped_frames(video)))
+    return write_clip(out, frames, 10, codec="mpeg4", bit_rate=4_000_000)
 
 
 def prepare_data_dir(root: Path, video: Path, reference_s: float) -> str:
     """Models linked in, one reference (`reference_s` of the sample at 10 ticks/s) built; returns its id."""
-    from pose.pipeline import load_models  # TensorFlow: after aiortc (see the import at the top)
+    from pose.pipeline import load_models
     from stream.references import ReferenceLibrary, new_id
 
     assets.ensure(assets.MODELS)
@@ -175,59 +118,6 @@ def prepare_data_dir(root: Path, video: Path, reference_s: float) -> str:
 
 # ---------------------------------------------------------------------------------------------------------
 # Processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Service:
-    """A server process on loopback and its log."""
-
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_service(name: str, args: Sequence[str], log_path: Path) -> Service:
-    """Start `python ARGS --port <free>` in the repository and wait until /api/references answers."""
-    port = free_port()
-    command = [sys.executable, *args, "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    service = Service(name, f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{service.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{service.url}/api/references", timeout=5) as response:
-                    response.read()
-                return service
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} not up after {START_TIMEOUT_S:g} s:\n{service.log_tail()}") from None
-                time.sleep(0.5)
-    except BaseException:
-        service.stop()
-        raise
 
 
 def process_cpu_s(pid: int) -> float:
@@ -282,14 +172,14 @@ class Trace:
     unreadable: int = 0
 
     def on_sent(self, frame: av.VideoFrame, now: float) -> None:
-        index = read_index(frame)
+        index = read_frame_index(frame)
         if index is None:
             self.unreadable += 1
         else:
             self.sent.setdefault(index, now)
 
     def on_received(self, frame: av.VideoFrame, now: float) -> None:
-        index = read_index(frame)
+        index = read_frame_index(frame)
         if index is None:
             self.unreadable += 1
         else:
@@ -372,7 +262,7 @@ class Scenario:
 
 
 async def run_scenario(
-    service: Service, clip: Path, reference: str, scenario: Scenario, pose: str | None = None
+    service: ServerProcess, clip: Path, reference: str, scenario: Scenario, pose: str | None = None
 ) -> dict[str, Any]:
     """`pose`: the sessions' pose backend (the reference was extracted with REFERENCE_POSE, which sessions would
     otherwise default to); None for the echo peer."""
@@ -497,7 +387,7 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
         "server": "python server.py --pose BACKEND --no-seed --max-sessions 3 (default live workers), own process",
     }
 
-    echo = start_service("echo", ["-m", "bench.echo"], work / "echo.log")
+    echo = ServerProcess.start(["-m", "bench.echo"], work / "echo.log", "echo", START_TIMEOUT_S)
     try:
         transport = await run_scenario(echo, clip, "echo", Scenario("transport (echo)", 1, 10.0, TRANSPORT_S))
     finally:
@@ -509,7 +399,7 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
     figures["backends"] = {}
     for backend in backends:
         args = ["server.py", "--data-dir", str(data_dir), "--pose", backend, "--no-seed", "--max-sessions", "3"]
-        server = start_service(f"server ({backend})", args, work / f"server-{backend}.log")
+        server = ServerProcess.start(args, work / f"server-{backend}.log", f"server ({backend})", START_TIMEOUT_S)
         results = []
         try:
             for scenario in scenarios(long_s, short_s):

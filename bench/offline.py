@@ -22,11 +22,11 @@ import numpy as np
 
 from bench.machine import describe
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.media.video import iter_frames, probe_video
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import Models, extract_video, load_models
 from pose.ticks import sample_ticks, tick_count
 from pose.types import Detections
-from pose.video import iter_frames, probe_video
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,26 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or it segfaults)
-from aiohttp import web
-
 from bench.machine import describe
+from harness.clips import cut_clip, long_webcam
+from harness.reliability import FaultyAnalyzer, SlowAnalyzer, backpressure_run, fault_run, long_reference, soak_run
+from harness.server import AppServer, settings_for
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import FrameAnalyzer, Models, load_models
-from server import SESSIONS, Settings, create_app
+from server import SESSIONS
 from stream.memory import MMAP_THRESHOLD, limit_malloc_arenas
 from stream.references import ReferenceLibrary, new_id
-from tests.live_support import cut_clip, settings_for
-from tests.reliability_support import (
-    FaultyAnalyzer,
-    SlowAnalyzer,
-    backpressure_run,
-    fault_run,
-    long_reference,
-    long_webcam,
-    soak_run,
-)
 
 log = logging.getLogger("bench.soak")
 RESULTS = Path(__file__).resolve().parent / "results" / "reliability.json"
@@ -51,25 +41,6 @@ SLOW_DELAY_S = 0.25  # added to each analysis in the backpressure run (10 ticks/
 def save(results: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-
-
-class Server:
-    """The app on a free loopback port."""
-
-    def __init__(self, settings: Settings, models: Models, analyzer: Any = FrameAnalyzer) -> None:
-        self.app = create_app(settings, models, analyzer)
-        self.runner = web.AppRunner(self.app, access_log=None)
-
-    async def __aenter__(self) -> Server:
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +66,7 @@ async def _run_parts(args: argparse.Namespace, parts: set[str], results: dict[st
     if "soak" in parts:
         webcam = long_webcam(sample, work / "webcam-soak.mp4", args.cycle_s + 3)
         reference = long_reference(library, base, args.cycle_s + 10)
-        async with Server(settings, models) as server:
+        async with AppServer(settings, models) as server:
 
             def progress(sample: dict[str, float]) -> None:
                 log.info("soak %s", sample)
@@ -110,7 +81,7 @@ async def _run_parts(args: argparse.Namespace, parts: set[str], results: dict[st
         webcam = long_webcam(sample, work / "webcam-long.mp4", args.backpressure_s + 5)
         reference = long_reference(library, base, args.backpressure_s + 20)
         slow = lambda m: SlowAnalyzer(FrameAnalyzer(m), SLOW_DELAY_S)  # noqa: E731
-        async with Server(settings, models, slow) as server:
+        async with AppServer(settings, models, slow) as server:
             bp = await backpressure_run(server.url, server.app[SESSIONS], webcam, reference.id, args.backpressure_s, 10)
         results["backpressure"] = {"delay_added_s": SLOW_DELAY_S, **dataclasses.asdict(bp)}
         log.info("backpressure %s", results["backpressure"])
@@ -125,7 +96,7 @@ async def _run_parts(args: argparse.Namespace, parts: set[str], results: dict[st
             made.append(FaultyAnalyzer(FrameAnalyzer(m), every=10, sparse_s=5.0, solid_s=10.0))
             return made[-1]
 
-        async with Server(settings, models, faulty) as server:
+        async with AppServer(settings, models, faulty) as server:
             faults = await fault_run(server.url, webcam, reference.id, made, seconds=20)
         results["faults"] = {"every": 10, "sparse_s": 5.0, "solid_s": 10.0, **dataclasses.asdict(faults)}
         log.info("faults %s", results["faults"])

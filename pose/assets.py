@@ -83,7 +83,9 @@ def _movenet(variant: str) -> tuple[Asset, Asset]:
     return json_asset, bin_asset
 
 
-MOVENET = {variant: _movenet(variant) for variant in ("lightning", "thunder", "multipose")}
+MOVENET_LIGHTNING = _movenet("lightning")
+MOVENET_THUNDER = _movenet("thunder")
+MOVENET_MULTIPOSE = _movenet("multipose")
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 SAMPLE_VIDEO = Asset(
     "vtest.avi", "apt", "opencv-doc", f"{_OPENCV_DATA}/vtest.avi",
@@ -98,7 +100,7 @@ SAMPLE_PAIR = Asset(
     "ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6", "BSD-3-Clause (OpenCV)",
 )  # fmt: skip
 
-MODELS = (POSE_GRAPH, PERSON_GRAPH, *(asset for pair in MOVENET.values() for asset in pair))
+MODELS = (POSE_GRAPH, PERSON_GRAPH, *MOVENET_LIGHTNING, *MOVENET_THUNDER, *MOVENET_MULTIPOSE)
 SAMPLES = (SAMPLE_VIDEO, SAMPLE_SOLO, SAMPLE_PAIR)
 
 

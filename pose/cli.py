@@ -14,8 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.draw import draw_analysis
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, backend_spec
 from pose.ticks import as_rate
 
 log = logging.getLogger("pose")
@@ -30,7 +30,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help="pose model (default: %(default)s)"
     )
-    parser.add_argument("--pose-size", default="432x368", type=parse_size, help="tf-pose's network input WxH")
+    width, height = backend_spec("tfpose").input_size
+    parser.add_argument("--pose-size", type=parse_size, help=f"tf-pose's network input WxH (default {width}x{height})")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from pose.video import probe_video
+    from pose.media.video import probe_video
 
     probe_video(args.video)  # fail on bad input before spending seconds loading TensorFlow and the models
     from pose.pipeline import extract_video, load_models
@@ -134,7 +135,7 @@ def run_image(args: argparse.Namespace) -> int:
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    from pose.safety import MediaLimitError, check_image_file
+    from pose.media.safety import MediaLimitError, check_image_file
 
     try:
         check_image_file(path)  # a decompression bomb is refused from its header, before OpenCV decodes it

@@ -8,21 +8,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
-from pose.detector import PersonDetector
 from pose.draw import draw_analysis
-from pose.movenet import MultiPoseMoveNet, SinglePoseMoveNet
-from pose.tfpose import TfPoseBackend
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
-from pose.video import AnnotatedWriter, VideoError, iter_frames, probe_video
+
+if TYPE_CHECKING:
+    from pose.models.detector import PersonDetector
 
 log = logging.getLogger(__name__)
 
@@ -38,39 +38,18 @@ class Models:
 
 
 def load_models(
-    data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] = (432, 368), pose: str = DEFAULT_BACKEND
+    data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] | None = None, pose: str = DEFAULT_BACKEND
 ) -> Models:
     """Load the person detector and the pose backend named `pose` (one of BACKEND_NAMES), fetching them if needed.
 
-    pose_size is tf-pose's input (width, height); the MoveNet models have their own.
+    pose_size: the network input (width, height) of a backend whose size may be chosen (tf-pose), None for its
+    default; the MoveNet models have their own.
     """
-    assets.ensure((assets.PERSON_GRAPH, *backend_assets(pose)), data_dir)
-    return Models(
-        pose=load_pose_backend(pose, data_dir, pose_size),
-        detector=PersonDetector(assets.PERSON_GRAPH.path(data_dir)),
-    )
+    from pose.models.detector import PersonDetector
 
-
-def backend_assets(name: str) -> tuple[assets.Asset, ...]:
-    """The cached files a pose backend needs."""
-    if name not in BACKEND_NAMES:
-        raise ValueError(f"unknown pose backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
-    if name == "tfpose":
-        return (assets.POSE_GRAPH,)
-    return assets.MOVENET[name.removeprefix("movenet-")]
-
-
-def load_pose_backend(
-    name: str, data_dir: Path = assets.DATA_DIR, pose_size: tuple[int, int] = (432, 368)
-) -> PoseBackend:
-    """One pose backend by name, from files already in the cache."""
-    files = backend_assets(name)
-    if name == "tfpose":
-        return TfPoseBackend(files[0].path(data_dir), input_size=pose_size)
-    model_json = files[0].path(data_dir)
-    if name == "movenet-multipose":
-        return MultiPoseMoveNet(name, model_json)
-    return SinglePoseMoveNet(name, model_json, input_size=192 if name == "movenet-lightning" else 256)
+    assets.ensure((*DETECTOR_ASSETS, *backend_spec(pose).assets), data_dir)  # a bad name fails before any fetch
+    pose_backend = load_pose_backend(pose, data_dir, pose_size)
+    return Models(pose=pose_backend, detector=PersonDetector(DETECTOR_ASSETS[0].path(data_dir)))
 
 
 class ModelCatalog:
@@ -204,6 +183,8 @@ def extract_video(
     runs (they only pick the main dancer and are drawn). Outputs appear only when the whole video was
     processed; on any error nothing is left behind.
     """
+    from pose.media.video import AnnotatedWriter, VideoError, iter_frames, probe_video
+
     info = probe_video(video)
     total = tick_count(info.duration_s, fps)
     analyzer = FrameAnalyzer(models)

@@ -38,8 +38,8 @@ from typing import Any
 import av
 from aiohttp import BodyPartReader, web
 
+from pose.media.video import VideoError, probe_video
 from pose.pipeline import ModelCatalog, Models
-from pose.video import VideoError, probe_video
 from stream.limits import read_body
 from stream.live import OfferError, SessionRegistry, SessionRunner, parse_offer
 from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps, video_error_reason

@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pose.media import transcode_for_web
+from pose.media.transcode import transcode_for_web
+from pose.media.video import VideoError
 from pose.pipeline import ModelCatalog, Models, extract_video
 from pose.ticks import as_rate, tick_count
-from pose.video import VideoError
 
 log = logging.getLogger(__name__)
 

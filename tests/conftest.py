@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiortc  # noqa: F401  (pylibsrtp must initialise before TensorFlow loads, or the process segfaults)
 import pytest
 
 from pose import assets
@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from pose.pipeline import Models
 
 DATA = assets.DATA_DIR
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        help="rewrite each backend's stored golden-set output (harness/golden/outputs/) instead of comparing with it",
+    )
+
+
+@pytest.fixture(scope="session")
+def regen_golden(request: pytest.FixtureRequest) -> bool:
+    """--regen-golden, or DANCESYNC_REGEN_GOLDEN=1 in the environment."""
+    return bool(request.config.getoption("--regen-golden")) or os.environ.get("DANCESYNC_REGEN_GOLDEN") == "1"
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +48,7 @@ def models_for() -> Callable[[str], Models]:
 
 @pytest.fixture(scope="session")
 def models(models_for: Callable[[str], Models]) -> Iterator[Models]:
-    from pose.backends import DEFAULT_BACKEND
+    from pose.models import DEFAULT_BACKEND
 
     yield models_for(DEFAULT_BACKEND)
 

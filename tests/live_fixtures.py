@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness.clips import cut_clip, write_indexed_clip
 from stream.references import ReferenceLibrary, new_id
-from tests.live_support import INDEXED_FPS, REFERENCE_FPS, Clips, SeededLibrary, cut_clip
-from tests.media import write_indexed_clip
+from tests.live_support import INDEXED_FPS, REFERENCE_FPS, Clips, SeededLibrary
 
 if TYPE_CHECKING:
     from pose.pipeline import Models

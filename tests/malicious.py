@@ -6,7 +6,9 @@ import struct
 import zlib
 from pathlib import Path
 
-from tests.live_support import cut_clip
+import numpy as np
+
+from harness.clips import cut_clip, write_clip
 
 BOMB_SIDE = 20_000  # a 20000x20000 PNG: ~400 KB on disk, 1.2 GB as a BGR image
 
@@ -28,19 +30,8 @@ def huge_y4m(out: Path, side: int = 100_000) -> Path:
 
 def huge_h264(out: Path, side: int = 8704) -> Path:
     """A real one-frame H.264 MP4 of side x side pixels (FFmpeg accepts it; decoding takes ~side^2 * 4.5 bytes)."""
-    import av
-
-    with av.open(str(out), "w") as sink:
-        stream = sink.add_stream("libx264", rate=1)
-        stream.width = stream.height = side
-        stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
-        frame = av.VideoFrame(side, side, "yuv420p")
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.pts = 0
-        sink.mux(stream.encode(frame))
-        sink.mux(stream.encode(None))
-    return out
+    blank = np.zeros((side * 3 // 2, side), np.uint8)  # one yuv420p frame
+    return write_clip(out, [blank], 1, frame_format="yuv420p", options={"preset": "ultrafast"})
 
 
 def bomb_png(out: Path, side: int = BOMB_SIDE) -> Path:

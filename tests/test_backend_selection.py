@@ -11,19 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import pandas as pd
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
+from harness.server import settings_for
 from pose.csvio import CSV_COLUMNS
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend
 from pose.pipeline import ModelCatalog, Models
 from server import SESSIONS, create_app
 from stream.client import run_session
 from stream.references import META_NAME, ReferenceLibrary, ReferenceMeta, new_id
-from tests.live_support import Clips, SeededLibrary, eventually, settings_for
+from tests.live_support import Clips, SeededLibrary, eventually
 from tests.test_server import make_offer, upload_form, wait_for_job
 
 pytest_plugins = ("tests.live_fixtures",)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose.backends import BACKEND_NAMES, NetworkOutput
 from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.draw import draw_analysis
+from pose.models import BACKEND_NAMES, BACKENDS, NetworkOutput, backend_spec
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.types import Detections
@@ -99,6 +99,20 @@ def test_backend_is_stateless_between_calls(
     assert isinstance(first, NetworkOutput)
     np.testing.assert_allclose(first.tensor, again.tensor, atol=1e-5)
     np.testing.assert_array_equal(first.region, again.region)
+
+
+def test_the_registry_describes_each_backend_it_builds(backend: str, models_for: Callable[[str], Models]) -> None:
+    spec = backend_spec(backend)
+    pose = models_for(backend).pose
+    assert (pose.name, pose.multi_person) == (spec.name, spec.multi_person)
+    size = getattr(pose, "input_size", None)
+    if isinstance(size, int):  # single-pose MoveNet: a square
+        assert (size, size) == spec.input_size
+    elif size is not None:
+        assert tuple(size) == spec.input_size
+    else:  # MultiPose: the smallest of the sizes it picks per frame
+        assert (pose.sides[0], pose.sides[0]) == spec.input_size  # type: ignore[attr-defined]
+    assert BACKEND_NAMES.count(backend) == 1 and BACKENDS[BACKEND_NAMES.index(backend)] is spec
 
 
 def test_unknown_backend_is_refused(tmp_path: Path, solo_image: Path) -> None:

@@ -12,15 +12,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +25,11 @@ import cv2
 import numpy as np
 import pytest
 
+from harness.clips import source_frames, write_clip
+from harness.server import ServerProcess as Server
 from pose import assets
-from pose.backends import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.csvio import CSV_COLUMNS
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 
 pytestmark = pytest.mark.browser
 
@@ -71,39 +69,15 @@ def _require_browser() -> None:
 
 
 def write_camera_clip(source: Path, path: Path, seconds: float = CAMERA_SECONDS) -> Path:
-    """The fake webcam: `seconds` of `source` as raw 640x480 yuv420p Y4M (Chromium loops it)."""
-    width, height = CAMERA_SIZE
-    with av.open(str(source)) as inp, av.open(str(path), "w", format="yuv4mpegpipe") as out:
-        video = inp.streams.video[0]
-        rate = Fraction(video.average_rate or 10)
-        stream = out.add_stream("rawvideo", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index, frame in enumerate(inp.decode(video)):
-            if index >= seconds * rate:
-                break
-            scaled = frame.reformat(width=width, height=height, format="yuv420p")
-            scaled.pts, scaled.time_base = index, 1 / rate
-            out.mux(stream.encode(scaled))
-        out.mux(stream.encode(None))
-    return path
+    """The fake webcam: `seconds` of the 10 fps `source` as raw 640x480 yuv420p Y4M (Chromium loops it)."""
+    frames = (image for _, image in zip(range(round(seconds * 10)), source_frames(source, CAMERA_SIZE, "yuv420p")))
+    return write_clip(path, frames, 10, frame_format="yuv420p", codec="rawvideo", container_format="yuv4mpegpipe")
 
 
 def write_sample_cut(source: Path, path: Path, seconds: float = REFERENCE_SECONDS) -> Path:
-    """The sample dance the server seeds its library with, shortened: the first `seconds` of `source`."""
-    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
-        video = inp.streams.video[0]
-        rate = Fraction(video.average_rate or 10)
-        stream = out.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
-        stream.bit_rate = 4_000_000
-        for index, frame in enumerate(inp.decode(video)):
-            if index >= seconds * rate:
-                break
-            image = frame.reformat(format="yuv420p")
-            image.pts, image.time_base = index, 1 / rate
-            out.mux(stream.encode(image))
-        out.mux(stream.encode(None))
-    return path
+    """The sample dance the server seeds its library with, shortened: the first `seconds` of the 10 fps `source`."""
+    frames = (image for _, image in zip(range(round(seconds * 10)), source_frames(source, None, "yuv420p")))
+    return write_clip(path, frames, 10, frame_format="yuv420p", codec="mpeg4", bit_rate=4_000_000)
 
 
 def read_y4m_frames(path: Path) -> list[np.ndarray]:
@@ -131,26 +105,10 @@ def annotation_share(remote_bgr: np.ndarray, camera_frames: list[np.ndarray]) ->
 # The real server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def http_json(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def server_data_dir(root: Path, sample_video: Path) -> Path:
@@ -171,30 +129,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Iter
     """`python server.py` on a free port; it seeds its empty library with the sample (a 15 s cut)."""
     _require_browser()
     data_dir = server_data_dir(tmp_path_factory.mktemp("server-data"), sample_video)
-    log = data_dir / "server.log"
-    port = free_port()
-    command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    running = Server(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"server exited:\n{running.log_tail()}"
-            try:
-                http_json(f"{running.url}/api/references")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, f"server not up in time:\n{running.log_tail()}"
-                time.sleep(0.5)
+    args = ["server.py", "--data-dir", str(data_dir)]
+    with Server.start(args, data_dir / "server.log", timeout=SERVER_START_TIMEOUT_S) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

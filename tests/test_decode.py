@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pose.decode import OUTPUT_CHANNELS, DecodeConfig, Peaks, _greedy, decode_poses, find_peaks, smoothed_heat
+from pose.models.paf import OUTPUT_CHANNELS, DecodeConfig, Peaks, _greedy, decode_poses, find_peaks, smoothed_heat
 from pose.parts import NUM_PARTS, PAF_CHANNELS, PAF_LIMBS, BodyPart
 from pose.types import Poses
 

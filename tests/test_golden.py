@@ -1,8 +1,10 @@
-"""Golden tests: every pose backend against keypoints placed by hand on the sample media (tests/golden/).
+"""Golden tests: every pose backend against keypoints placed by hand on the sample media (harness/golden/).
 
-PCK@0.25-torso (see pose.golden). The thresholds sit a little below what each backend measured when they were set
-(`python -m bench.backends` prints the current figures); a drop below them is a regression, in a backend or in the
-pipeline around it (crop, main-dancer choice, decoding).
+PCK@0.25-torso (see harness.golden). The thresholds sit a little below what each backend measured when they were
+set (`python -m bench.backends` prints the current figures); a drop below them is a regression, in a backend or in
+the pipeline around it (crop, main-dancer choice, decoding). Each backend's output is also compared with the one
+stored in harness/golden/outputs/ (`--regen-golden`, or DANCESYNC_REGEN_GOLDEN=1, rewrites it after a change
+that is meant to move it).
 """
 
 from __future__ import annotations
@@ -13,20 +15,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose import assets
-from pose.backends import BACKEND_NAMES
-from pose.golden import (
+from harness.golden import (
     GOLDEN_FILE,
     GoldenFrame,
     GoldenPerson,
     PersonScore,
+    analyse,
+    compare_outputs,
     correct_parts,
-    evaluate,
     load_golden,
+    load_outputs,
+    outputs_of,
+    outputs_path,
     pck,
+    score_analyses,
+    write_outputs,
 )
+from pose import assets
+from pose.models import BACKEND_NAMES
 from pose.parts import NUM_PARTS, BodyPart
 from pose.pipeline import FrameAnalyzer, Models
+from pose.types import FrameAnalysis
 
 # Minimum PCK (main dancer, best-matching person); measured 0.50/0.58, 0.94/0.86, 0.95/0.87, 0.95/0.96.
 # Single-person backends cannot match the non-main basketball player, which caps their "best" figure.
@@ -99,14 +108,37 @@ def test_pck_weights_parts_and_picks_main_or_best() -> None:
     assert pck(scores, main_only=False) == 39 / 40
 
 
-@pytest.mark.parametrize("backend", BACKEND_NAMES)
-def test_backend_finds_the_hand_placed_joints(
-    backend: str, models_for: Callable[[str], Models], golden: list[GoldenFrame]
-) -> None:
+Analyses = list[tuple[GoldenFrame, FrameAnalysis]]
+
+
+@pytest.fixture(scope="module", params=BACKEND_NAMES)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def analyses(backend: str, models_for: Callable[[str], Models], golden: list[GoldenFrame]) -> Analyses:
+    """Every golden frame analysed by `backend`, once per test run."""
     models = models_for(backend)
-    scores = evaluate(lambda: FrameAnalyzer(models), Path(assets.DATA_DIR / "samples"), golden)
+    return analyse(lambda: FrameAnalyzer(models), Path(assets.DATA_DIR / "samples"), golden)
+
+
+def test_backend_finds_the_hand_placed_joints(backend: str, analyses: Analyses) -> None:
+    scores = score_analyses(analyses)
     main, best = pck(scores, main_only=True), pck(scores, main_only=False)
     want_main, want_best = THRESHOLDS[backend]
     assert main >= want_main and best >= want_best, f"PCK main {main:.3f}, best {best:.3f}"
     messi = next(s for s in scores if s.source == "messi5.jpg")
     assert messi.correct_as_main >= messi.labelled - 1, "a solo player in a large, sharp image is the easy case"
+
+
+def test_backend_output_matches_the_stored_one(backend: str, analyses: Analyses, regen_golden: bool) -> None:
+    path = outputs_path(backend)
+    actual = outputs_of(analyses)
+    if regen_golden:
+        write_outputs(path, actual)
+        pytest.skip(f"wrote {path.name}")
+    assert path.is_file(), f"no stored output for this backend: run with --regen-golden to write {path}"
+    problems = compare_outputs(load_outputs(path), actual)
+    assert not problems, "\n".join(problems[:20])

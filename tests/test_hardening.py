@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from harness.clips import cut_clip
+from harness.server import settings_for
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, allowed_hosts, create_app
 from stream.csvsafe import FORMULA_STARTS, NUMBER, csv_text
@@ -30,7 +31,7 @@ from stream.limits import Rate, RateLimiter, host_name, origin_allowed
 from stream.references import is_id, new_id
 from stream.sdpcheck import check_sdp
 from stream.session import SCORE_COLUMNS
-from tests.live_support import Clips, SeededLibrary, cut_clip, eventually, open_peer_connections, settings_for
+from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections
 from tests.test_server import make_offer, upload_form, wait_for_job
 
 pytest_plugins = ("tests.live_fixtures",)

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import av
 import numpy as np
 import pandas as pd
@@ -19,6 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from harness.frameindex import read_index
+from harness.server import settings_for
 from pose.csvio import CSV_COLUMNS
 from pose.parts import PART_NAMES
 from pose.pipeline import FrameAnalyzer, Models
@@ -26,16 +27,7 @@ from pose.types import Detections, FrameAnalysis
 from server import SESSIONS, create_app
 from stream.client import ClientResult, run_session
 from stream.live import SessionRunner
-from tests.live_support import (
-    INDEXED_FPS,
-    Clips,
-    SeededLibrary,
-    eventually,
-    media_threads,
-    open_peer_connections,
-    settings_for,
-)
-from tests.media import read_index
+from tests.live_support import INDEXED_FPS, Clips, SeededLibrary, eventually, media_threads, open_peer_connections
 
 pytest_plugins = ("tests.live_fixtures",)
 
@@ -125,7 +117,9 @@ class IndexSpy:
         self.seen = seen
 
     def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
-        self.seen.append(read_index(image_bgr))
+        index = read_index(image_bgr)
+        assert index is not None, "the burned-in index is unreadable"
+        self.seen.append(index)
         return self.inner.analyze(image_bgr, people)
 
 

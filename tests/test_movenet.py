@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose.backends import NetworkOutput
 from pose.crop import BOX_EXPAND, CropPolicy, around_box, around_keypoints, choose_region, cut, whole_frame
-from pose.movenet import (
+from pose.models import NetworkOutput
+from pose.models.movenet_post import (
     COCO_KEYPOINTS,
     COCO_TO_PART,
     MIN_PART_SCORE,

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.clips import write_clip, write_indexed_clip
 from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video
-from tests.media import write_indexed_clip
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -122,10 +122,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     image = tmp_path / "broken.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     header_only = tmp_path / "zero.mkv"  # a valid container whose video stream has no frames
-    with av.open(str(header_only), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        container.start_encoding()
+    write_clip(header_only, [], 10, size=(64, 64))
     files = {"text": text, "empty": empty, "image": image, "zero": header_only}
     return files | {"missing": tmp_path / "nope.mp4"}
 

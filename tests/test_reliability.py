@@ -16,28 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from pose.pipeline import FrameAnalyzer, Models
-from server import LIVE_POOL, SESSIONS, create_app
-from stream.client import run_session
-from stream.live import CONNECT_TIMEOUT_S, MEDIA_TIMEOUT_S, SessionRunner, peer_connection
-from stream.references import ReferenceLibrary
-from tests.live_support import Clips, SeededLibrary, eventually, media_threads, open_peer_connections, settings_for
-from tests.malicious import corpus
-from tests.reliability_support import (
+from harness.clips import long_webcam
+from harness.reliability import (
     FaultyAnalyzer,
     RssSampler,
     SlowAnalyzer,
     backpressure_run,
     fault_run,
     long_reference,
-    long_webcam,
     soak_run,
 )
+from harness.server import ServerProcess, settings_for
+from pose.pipeline import FrameAnalyzer, Models
+from server import LIVE_POOL, SESSIONS, create_app
+from stream.client import run_session
+from stream.live import CONNECT_TIMEOUT_S, MEDIA_TIMEOUT_S, SessionRunner, peer_connection
+from stream.references import ReferenceLibrary
+from tests.live_support import Clips, SeededLibrary, eventually, media_threads, open_peer_connections
+from tests.malicious import corpus
 
 pytest_plugins = ("tests.live_fixtures",)
 
@@ -319,12 +319,6 @@ async def test_hostile_files_fail_the_cli_cleanly(
 # --- 12. graceful shutdown
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sigterm_closes_sessions_cancels_jobs_and_leaves_no_partial_file(
     seeded: SeededLibrary, clips: Clips, tmp_path: Path, sample_video: Path
 ) -> None:
@@ -332,24 +326,11 @@ async def test_sigterm_closes_sessions_cancels_jobs_and_leaves_no_partial_file(
     data_dir = tmp_path / "data"
     shutil.copytree(seeded.data_dir / "references", data_dir / "references", ignore=shutil.ignore_patterns(".*"))
     (data_dir / "models").symlink_to(ROOT / "data" / "models")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log_file:
-        server = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir", str(data_dir), "--no-seed",
-            cwd=ROOT, stdout=log_file, stderr=log_file,
-        )  # fmt: skip
+    args = ["server.py", "--data-dir", str(data_dir), "--no-seed"]
+    server = await asyncio.to_thread(ServerProcess.start, args, tmp_path / "server.log")
+    base = server.url
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                try:
-                    async with http.get(f"{base}/api/references") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
             session = asyncio.create_task(
                 run_session(base, clips.webcam, seeded.reference.id, seconds=60, fps=5), name="sigterm-client"
             )
@@ -366,17 +347,15 @@ async def test_sigterm_closes_sessions_cancels_jobs_and_leaves_no_partial_file(
                 await asyncio.sleep(0.1)
             await asyncio.sleep(3)  # the session scores a few ticks, the job gets into its work
         sent = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(server.wait(), 30)
+        server.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(server.process.wait, 30)
         exit_s = time.monotonic() - sent
         with pytest.raises((aiohttp.ClientError, OSError)):  # the results download fails: the server is gone
             await asyncio.wait_for(session, 20)
         client_s = time.monotonic() - sent
     finally:
-        if server.returncode is None:
-            server.kill()
-            await server.wait()
-    log_text = log_path.read_text()
+        server.stop(timeout=0)
+    log_text = server.log.read_text()
     print(f"\nserver exited {code} {exit_s:.1f} s after SIGTERM; the client saw the end within {client_s:.1f} s")
     assert code == 0, log_text[-2000:]
     assert "ends: server shutting down" in log_text

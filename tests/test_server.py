@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import av
 import pandas as pd
 import pytest
@@ -18,12 +17,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiortc import VideoStreamTrack
 
-from pose.backends import DEFAULT_BACKEND
+from harness.server import settings_for
 from pose.csvio import CSV_COLUMNS
+from pose.models import DEFAULT_BACKEND
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, create_app
 from stream.live import peer_connection
-from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections, settings_for
+from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections
 
 pytest_plugins = ("tests.live_fixtures",)
 

@@ -8,16 +8,15 @@ import io
 import math
 from pathlib import Path
 
-import aiortc  # noqa: F401  (pylibsrtp segfaults when it initialises after TensorFlow: load it first)
 import numpy as np
 import pandas as pd
 import pytest
 
 from pose.csvio import CSV_COLUMNS
+from pose.media.video import iter_frames
 from pose.parts import NUM_PARTS, BodyPart
 from pose.pipeline import FrameAnalyzer, Models
 from pose.types import Detections, FrameAnalysis, Poses
-from pose.video import iter_frames
 from stream.live import OfferError, parse_clock, parse_offer
 from stream.references import VIDEO_NAME
 from stream.session import (

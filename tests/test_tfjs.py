@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pose.graph import FrozenGraph
-from pose.tfjs import TfjsError, WeightSpec, dequantize, graph_def_from_tfjs, load_graph_model, read_weights
+from pose.models.graph import FrozenGraph
+from pose.models.tfjs import TfjsError, WeightSpec, dequantize, graph_def_from_tfjs, load_graph_model, read_weights
 
 
 def _s(text: str) -> str:
@@ -121,8 +121,11 @@ def test_hand_made_model_gives_the_known_output(tmp_path: Path) -> None:
 
 def test_fused_ops_are_rewritten_into_tensorflow_form(tmp_path: Path) -> None:
     nodes = {n.name: n for n in load_graph_model(write_model(tmp_path)).node}
-    assert nodes["dconv"].op == "_FusedDepthwiseConv2dNative"
-    assert "explicit_paddings" not in nodes["dconv"].attr
+    # The fused depthwise op becomes the plain ops it stands for, its output keeping its name.
+    assert nodes["dconv/depthwise"].op == "DepthwiseConv2dNative"
+    assert "explicit_paddings" not in nodes["dconv/depthwise"].attr
+    assert (nodes["dconv/bias_add"].op, list(nodes["dconv/bias_add"].input)) == ("BiasAdd", ["dconv/depthwise", "db"])
+    assert (nodes["dconv"].op, list(nodes["dconv"].input)) == ("Relu6", ["dconv/bias_add"])
     assert list(nodes["conv"].attr["TArgs"].list.type) == [nodes["conv"].attr["T"].type]
     assert nodes["conv"].device == ""
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.clips import write_indexed_clip
+from harness.frameindex import read_index
+from pose.media.video import iter_frames, probe_video
 from pose.ticks import sample_ticks, tick_count
-from pose.video import iter_frames, probe_video
-from tests.media import read_index, write_indexed_clip
 
 
 @pytest.mark.parametrize(

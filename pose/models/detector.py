@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose.graph import FrozenGraph
+from pose.models.graph import FrozenGraph
 from pose.types import Detections
 
 INPUT = "image_tensor:0"  # uint8 RGB, NHWC; the graph resizes to 300x300 itself

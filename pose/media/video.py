@@ -13,7 +13,7 @@ import av
 import av.container
 import numpy as np
 
-from pose.safety import OPEN_OPTIONS, MediaLimitError, check_video_size
+from pose.media.safety import OPEN_OPTIONS, MediaLimitError, check_video_size
 
 log = logging.getLogger(__name__)
 

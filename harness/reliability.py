@@ -1,6 +1,6 @@
 """Fault injection and measurements for the reliability tests (tests/test_reliability.py) and the long runs
-(bench/soak.py): analyzers that fail or are slow on purpose around the real one, long webcam clips and
-references, process figures from /proc, and the measured runs themselves."""
+(bench/soak.py): analyzers that fail or are slow on purpose around the real one, long references, process figures
+from /proc, and the measured runs themselves. Long webcam clips are in `harness.clips`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 
@@ -69,28 +67,7 @@ class SlowAnalyzer:
         return self.inner.analyze(image_bgr, people)
 
 
-# --- long media
-
-
-def long_webcam(source: Path, out: Path, seconds: float, fps: int = 30, size: tuple[int, int] = (640, 480)) -> Path:
-    """`seconds` of webcam-like H.264 at `fps`: the source's frames forward then backward, each shown
-    fps / 10 times (the sample is 10 fps)."""
-    with av.open(str(source)) as src:
-        images = [f.reformat(size[0], size[1], "yuv420p").to_ndarray() for f in src.decode(video=0)]
-    cycle = images + images[-2:0:-1]
-    repeat = max(1, fps // 10)
-    total = round(seconds * fps)
-    with av.open(str(out), "w") as sink:
-        stream = sink.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "28"}
-        stream.codec_context.time_base = Fraction(1, fps)
-        for i in range(total):
-            frame = av.VideoFrame.from_ndarray(cycle[(i // repeat) % len(cycle)], format="yuv420p")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            sink.mux(stream.encode(frame))
-        sink.mux(stream.encode(None))
-    return out
+# --- long references
 
 
 def long_reference(library: ReferenceLibrary, base: ReferenceMeta, seconds: float) -> ReferenceMeta:

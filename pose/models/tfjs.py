@@ -3,7 +3,8 @@
 `modelTopology` is a GraphDef in protobuf's JSON form whose `Const` nodes carry only dtype and shape; their
 values sit in the weight shards, described by `weightsManifest` (possibly quantised: float16, or uint8/uint16
 with a scale and a minimum). TF.js also writes two fused ops in forms TensorFlow's importer rejects, fixed
-here (`_fix_fused_op`).
+here (`_fix_fused_op`), and the fused depthwise op is split back into the plain ops it stands for
+(`_unfuse_depthwise`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from pose.graph import tf
-
-GraphDef = Any  # tf.compat.v1.GraphDef, which has no usable static type
+from pose.models import tf as tensorflow
+from pose.models.graph import GraphDef
 
 # TF.js dtype names → numpy dtypes (little-endian, as TF.js writes them).
 _DTYPES: dict[str, np.dtype] = {
@@ -106,6 +106,7 @@ def graph_def_from_tfjs(model: dict[str, Any], shards: Iterable[bytes]) -> Graph
     """A GraphDef ready for `tf.import_graph_def`: constants filled, fused ops in TensorFlow's form."""
     if model.get("format") != "graph-model" or "modelTopology" not in model:
         raise TfjsError(f"not a TF.js graph model (format {model.get('format')!r})")
+    tf = tensorflow.load()
     graph_def = json_format.ParseDict(model["modelTopology"], tf.compat.v1.GraphDef(), ignore_unknown_fields=True)
     weights = read_weights(model.get("weightsManifest", []), shards)
     for node in graph_def.node:
@@ -115,6 +116,8 @@ def graph_def_from_tfjs(model: dict[str, Any], shards: Iterable[bytes]) -> Graph
         _fix_fused_op(node)
     if weights:
         raise TfjsError(f"{len(weights)} weights have no Const node, e.g. {next(iter(weights))}")
+    for node in [n for n in graph_def.node if n.op == "_FusedDepthwiseConv2dNative"]:
+        _unfuse_depthwise(graph_def, node)
     return graph_def
 
 
@@ -134,6 +137,31 @@ def _fix_fused_op(node: Any) -> None:
         node.attr["TArgs"].list.type.extend([node.attr["T"].type] * node.attr["num_args"].i)
     if node.op == "_FusedDepthwiseConv2dNative" and "explicit_paddings" in node.attr:
         del node.attr["explicit_paddings"]
+
+
+def _unfuse_depthwise(graph_def: GraphDef, node: Any) -> None:
+    """Split a fused depthwise op into DepthwiseConv2dNative → BiasAdd → activation, under the same output name.
+
+    TensorFlow 2.21's CPU kernel for `_FusedDepthwiseConv2dNative` fails on some machines ("Missing 0-th output");
+    the plain ops compute the same thing everywhere.
+    """
+    fused = [op.decode() for op in node.attr["fused_ops"].list.s]
+    if not fused or fused[0] != "BiasAdd" or len(fused) > 2 or (fused[1:] and fused[1] not in ("Relu", "Relu6")):
+        raise TfjsError(f"{node.name}: fused depthwise ops {fused} are not supported")
+    data, controls = [i for i in node.input if not i.startswith("^")], [i for i in node.input if i.startswith("^")]
+    conv = graph_def.node.add(name=f"{node.name}/depthwise", op="DepthwiseConv2dNative", input=[*data[:2], *controls])
+    for key in ("T", "strides", "padding", "data_format", "dilations"):
+        if key in node.attr:
+            conv.attr[key].CopyFrom(node.attr[key])
+    bias = graph_def.node.add(name=f"{node.name}/bias_add", op="BiasAdd", input=[conv.name, data[2]])
+    bias.attr["T"].CopyFrom(node.attr["T"])
+    if "data_format" in node.attr:
+        bias.attr["data_format"].CopyFrom(node.attr["data_format"])
+    name, dtype = node.name, node.attr["T"].type
+    node.Clear()
+    node.name, node.op = name, fused[1] if fused[1:] else "Identity"
+    node.input.append(bias.name)
+    node.attr["T"].type = dtype
 
 
 def load_graph_model(model_json: Path) -> GraphDef:

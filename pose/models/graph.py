@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pose.models import tf as tensorflow
 
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 while TensorFlow loads.
-
-    Its C++ core logs INFO lines on import that no environment variable turns off in 2.21; they buried the CLI's
-    one-line errors. Python exceptions raised meanwhile still reach the caller with their messages.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with _quiet_stderr():
-    import tensorflow as tf
+GraphDef = Any  # tf.compat.v1.GraphDef, which has no usable static type
 
 
 class FrozenGraph:
@@ -40,7 +20,8 @@ class FrozenGraph:
     source: a .pb file, or a GraphDef already built in memory (a converted TF.js model).
     """
 
-    def __init__(self, source: Path | tf.compat.v1.GraphDef, threads: int | None = None) -> None:
+    def __init__(self, source: Path | GraphDef, threads: int | None = None) -> None:
+        tf = tensorflow.load()
         graph_def = source if isinstance(source, tf.compat.v1.GraphDef) else _read_graph_def(Path(source))
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -57,8 +38,8 @@ class FrozenGraph:
         self.session.close()
 
 
-def _read_graph_def(path: Path) -> tf.compat.v1.GraphDef:
-    graph_def = tf.compat.v1.GraphDef()
+def _read_graph_def(path: Path) -> GraphDef:
+    graph_def = tensorflow.load().compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(path.read_bytes())
     except Exception as exc:  # protobuf raises its own DecodeError

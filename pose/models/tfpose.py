@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose.backends import NetworkOutput
-from pose.decode import DecodeConfig, decode_poses
-from pose.graph import FrozenGraph
+from pose.models.base import NetworkOutput
+from pose.models.graph import FrozenGraph
+from pose.models.paf import DecodeConfig, decode_poses
 from pose.types import Detections, Poses
 
 INPUT = "image:0"  # float32 BGR 0..255, NHWC, any size (multiples of 8 keep the maps aligned)
