@@ -101,6 +101,7 @@ def test_backend_is_stateless_between_calls(
     np.testing.assert_array_equal(first.region, again.region)
 
 
+@pytest.mark.cli
 def test_unknown_backend_is_refused(tmp_path: Path, solo_image: Path) -> None:
     with pytest.raises(ValueError, match="unknown pose backend 'openpose'"):
         load_models(tmp_path, pose="openpose")
