@@ -1,4 +1,4 @@
-"""Choosing the pose backend through the server (issue 5): the backends offered, per-reference selection on upload,
+"""Choosing the pose backend through the server: the backends offered, per-reference selection on upload,
 the backend recorded in reference and session metadata, a warning when the two sides differ, and a live session
 with the Python client for every backend. Real server, real models, real footage, a real aiortc peer."""
 

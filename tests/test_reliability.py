@@ -1,4 +1,4 @@
-"""Hardening (issue 4, items 3-7 and 12), the fast forms: lost peers and orphan offers, analyzer failures,
+"""Reliability, the fast forms: lost peers and orphan offers, analyzer failures,
 backpressure, a short soak, hostile media through every upload path and the CLI, and SIGTERM. Real server, real
 aiortc peers, real models on real footage; faults are injected around the real analyzer. The long forms are in
 bench/soak.py (`make soak`)."""
