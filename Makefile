@@ -5,14 +5,19 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SAMPLE := data/samples/vtest.avi
 
-.PHONY: run test setup browser lint bench soak extract-sample clean
+.PHONY: run test test-fast setup browser lint format bench soak extract-sample clean
 
 # The live server on http://127.0.0.1:8080 (the sample reference is built in the background on first start).
 run: setup
 	$(PY) server.py --host 127.0.0.1 --port 8080 --data-dir data
 
+# The whole suite (CI's command).
 test: setup browser lint
 	$(PY) -m pytest -q
+
+# The pure tests only: no model, no server, no browser, no subprocess (marked by tests/conftest.py); under a minute.
+test-fast: setup
+	$(PY) -m pytest -q -m pure
 
 # Debian's chromium and playwright-core for the browser test.
 browser:
@@ -32,10 +37,14 @@ lint:
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy pose stream tests bench harness server.py
 
+format:
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
 extract-sample:
 	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4
 
-# Figures as JSON under bench/results/ (about 20 minutes on 2 cores); quote them in the README.
+# Figures as JSON under bench/results/ (about 20 minutes on 2 cores); docs/benchmarks.md quotes them.
 bench: setup
 	$(PY) -m bench.offline
 	$(PY) -m bench.backends

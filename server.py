@@ -1,4 +1,4 @@
-"""dancesync's server: the page, the reference library API and live WebRTC sessions (issue 3).
+"""dancesync's server: the page, the reference library API and live WebRTC sessions.
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
                      [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
@@ -48,16 +48,15 @@ class Settings:
     """Where things live and how much the server takes on.
 
     live_workers: threads for live inference, shared by all sessions (each session has at most one analysis in
-        flight). Measured on 2 cores (432x368): two streams on 2 workers got through one analysis per 103 ms
-        between them, on 1 worker per 131 ms (TF's intra-op threads leave gaps a second analysis fills); a third
-        worker gained ~5%. One session is unaffected (one analysis at a time).
+        flight). Two workers on two cores: TensorFlow's intra-op threads leave gaps that a second analysis fills,
+        a third adds little (docs/benchmarks.md).
     retention_s: how long an ended session's CSVs stay downloadable (1 hour); its token is refused after that.
     max_upload_bytes: an upload's video file (413 beyond, nothing over the limit is written to disk).
     max_offer_bytes: the body of `POST /api/offer` (413 beyond).
-    max_sessions: live sessions at once (503 beyond). From `make bench` (bench/results/live.json, 2 cores, the
-        default backend): 3 Lightning sessions at F=10 kept 98.5% of ticks with the video at 30 fps. A session on
-        a tf-pose reference costs about as much as three (two at F=5 kept 64%): a server whose references are
-        tf-pose's should run with --max-sessions 1.
+    max_sessions: live sessions at once (503 beyond). The default is what `make bench` (bench.live) shows two
+        cores carry on the default backend with nearly every tick kept; a session on a tf-pose reference costs
+        about as much as three, so a server whose references are tf-pose's should run with --max-sessions 1
+        (docs/reliability.md, "Session cap").
     offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
     allowed_origins: origins (scheme://host[:port]) besides the server's own whose pages may post offers and
         uploads; any other Origin is refused with 403 (stream.limits).

@@ -1,4 +1,4 @@
-"""Long reliability runs (issue 4: items 4-6) against the real server in this process, on loopback, with the real
+"""Long reliability runs against the real server in this process, on loopback, with the real
 models and the Python client, written to bench/results/reliability.json (each part as it finishes):
 
     soak          N cycles of connect -> stream S s -> close; RSS, threads, fds, asyncio tasks every K cycles

@@ -54,8 +54,8 @@ def load_models(
 
 class ModelCatalog:
     """The pose backends a server offers, sharing one person detector: `default` is loaded up front, any other
-    on its first use (0.1-0.4 s, and 0.4-1.2 s more for TensorFlow's first run, taken here rather than on a
-    user's first tick; each adds 100-200 MiB), then kept. Thread-safe.
+    on its first use (with TensorFlow's first run, taken here rather than on a user's first tick), then kept.
+    Thread-safe.
 
     load_pose: loads a backend by name (None: only the default is offered).
     """
@@ -96,8 +96,8 @@ class ModelCatalog:
 
 
 def warm_up(models: Models, size: tuple[int, int] = (640, 480)) -> None:
-    """Run the networks once: TensorFlow's first run of a graph takes up to a second or more (graph optimisation,
-    oneDNN kernels)."""
+    """Run the networks once: TensorFlow's first run of a graph is slow (graph optimisation, oneDNN kernels), and
+    it belongs here rather than in a user's first tick."""
     started = time.perf_counter()
     FrameAnalyzer(models).analyze(np.zeros((size[1], size[0], 3), np.uint8))
     log.info("%s warmed up in %.2f s", models.pose.name, time.perf_counter() - started)

@@ -1,4 +1,4 @@
-"""HTTP handlers of the JSON/CSV API (issue 3); `server.py` wires them to routes and owns their lifetimes.
+"""HTTP handlers of the JSON/CSV API (docs/api.md); `server.py` wires them to routes and owns their lifetimes.
 
     GET  /api/backends                     {"default", "backends": [names]}: the pose backends offered
     GET  /api/references                   [{"id", "title", "fps", "duration_s", "ticks", "pose"}]

@@ -341,8 +341,8 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
-        # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
-        # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
+        # Ended sessions are kept `retention_s` for their results: drop the unprocessed frame, and the scaler (its
+        # swscale context holds megabytes of buffers, which many short sessions would pin).
         self.session.take_pending()
         self.session.finish()
         self._to_bgr = BgrConverter()
@@ -351,7 +351,7 @@ class SessionRunner:
         self.pc, self._channel, self._webcam, self._inflight = None, None, None, None
         self._tracks.clear()
         # What the session's codecs, frames and converters used is freed by now, but it leaves holes in malloc's
-        # heaps that glibc keeps for good: ~3 MiB of RSS a session without this (stream.memory). A few ms.
+        # heaps that glibc keeps for good (stream.memory); the trim runs in a worker thread.
         trim_s = await asyncio.to_thread(release_free_memory)
         self.ended_at = self._loop.time()
         s = self.session

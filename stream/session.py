@@ -322,9 +322,8 @@ class LiveSession(Generic[F]):
 
     def finish(self) -> None:
         """The session has ended: keep its keypoints as CSV text, and drop the last analysis. Ended sessions are
-        kept `retention_s` (an hour) for their downloads, and a row as a list of strings takes ~3.7 KiB against
-        ~0.4 KiB as text: a 3-minute session at 10 ticks/s kept 6.5 MiB. Over 150 sessions of 5 s back to back
-        RSS grew 0.23 MiB a session with the rows kept, 0.14 MiB with this (818 -> 850 against 829 -> 848)."""
+        kept `retention_s` for their downloads, and a row as a list of strings takes about ten times the memory
+        of the same row as text (docs/reliability.md, "Memory")."""
         self._keypoints_text = self.keypoints_csv()
         self.rows = []
         self._latest = self._boxes = None

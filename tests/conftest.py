@@ -69,3 +69,21 @@ def solo_image() -> Path:
 def pair_image() -> Path:
     assets.ensure((assets.SAMPLE_PAIR,))
     return assets.SAMPLE_PAIR.path()
+
+
+# Fixtures that load a model, run one through the command line, start a server or drive a browser. A test that
+# uses none of them (directly or through another fixture) and is not marked `browser` or `cli` is pure: it runs
+# in `make test-fast`.
+HEAVY_FIXTURES = frozenset(
+    {
+        *("models", "models_for", "catalog", "seeded", "clips", "live_client", "aiohttp_client"),
+        *("server", "sample_reference", "solo_image", "pair_image", "vtest_csv", "hostile"),
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if not fixtures & HEAVY_FIXTURES and not any(item.get_closest_marker(m) for m in ("browser", "cli")):
+            item.add_marker(pytest.mark.pure)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from aiortc import RTCPeerConnection
 
+from stream.client import ClientResult
+from stream.live import SessionRunner
 from stream.references import ReferenceMeta
 
 REFERENCE_FPS = 10.0
@@ -54,3 +56,29 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10.0, what:
         if loop.time() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+# Frames that may be between the webcam and the analyzer when a session closes: the mailbox and the one in flight.
+HELD_AT_CLOSE = 2
+
+
+async def assert_ticks_accounted(result: ClientResult, runner: SessionRunner | None) -> None:
+    """The tick bookkeeping of a session, checked exactly once it has ended, whatever the machine's speed: every
+    tick the sampler decided was processed, skipped (a failure counts as skipped) or still held when the session
+    closed; processed ticks are unique, on the session's tick grid and on the reference's timeline, with one score
+    each; the downloads and the record agree with the server's counts. How many ticks a session keeps is a figure
+    of `make bench` (bench.live), not of the tests."""
+    assert runner is not None, "the session is not in the registry"
+    await eventually(lambda: not runner.live, what="the session to end")
+    session, sampler = runner.session, runner.session.sampler
+    held = sampler.elapsed - session.processed - sampler.skipped
+    assert 0 <= held <= HELD_AT_CLOSE, (sampler.elapsed, session.processed, sampler.skipped)
+    assert session.processed > 0, "nothing was analysed"
+    ticks = [s.tick for s in session.scores]
+    assert len(ticks) == len(set(ticks)) == session.processed
+    assert all(t % session.step == 0 and 0 <= t < result.reference_ticks for t in ticks), ticks
+    downloaded = [int(line.split(",", 1)[0]) for line in result.keypoints_csv.splitlines()[1:]]
+    assert downloaded == sorted(downloaded) and set(downloaded) <= set(ticks)
+    assert {m["tick"] for m in result.scores} <= set(downloaded)  # a score message per tick, until the channel closed
+    record = runner.metadata()
+    assert (record["processed"], record["skipped"]) == (session.processed, sampler.skipped)

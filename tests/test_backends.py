@@ -115,6 +115,7 @@ def test_the_registry_describes_each_backend_it_builds(backend: str, models_for:
     assert BACKEND_NAMES.count(backend) == 1 and BACKENDS[BACKEND_NAMES.index(backend)] is spec
 
 
+@pytest.mark.cli
 def test_unknown_backend_is_refused(tmp_path: Path, solo_image: Path) -> None:
     with pytest.raises(ValueError, match="unknown pose backend 'openpose'"):
         load_models(tmp_path, pose="openpose")

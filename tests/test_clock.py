@@ -201,7 +201,7 @@ def test_session_loop_with_mailbox() -> None:
             mailbox = None
     assert len(processed) == len(set(processed)) == sampler.taken - (mailbox is not None)
     assert sampler.elapsed == 100
-    assert 50 <= sampler.taken <= 70
+    assert (sampler.taken, sampler.skipped) == (60, 40)  # inference drains the mailbox 6 times a second for 10 s
 
 
 @pytest.mark.parametrize(("fps", "total"), [(0, 10), (-1, 10), (10, -1)])

@@ -127,6 +127,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     return files | {"missing": tmp_path / "nope.mp4"}
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("case", "extra", "message"),
     [
@@ -151,6 +152,7 @@ def test_bad_video_input_fails_cleanly(
     assert list(tmp_path.glob("out.csv*")) == []
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("case", ["missing", "image", "text"])
 def test_bad_image_input_fails_cleanly(tmp_path: Path, case: str) -> None:
     done = run_cli("image", _bad_inputs(tmp_path)[case], "--json")

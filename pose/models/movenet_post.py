@@ -26,10 +26,10 @@ COCO_TO_PART = np.array(
 # Thresholds of TF.js pose-detection's MoveNet: a keypoint is drawn at 0.3, a pose is kept at 0.25.
 MIN_PART_SCORE = 0.3
 MIN_PERSON_SCORE = 0.25
-# MultiPose's input: TF Hub recommends 256 for the longer side, which suits people near the camera (messi5.jpg:
-# every joint) but loses small ones (vtest.avi: main dancer on 45% of ticks, golden PCK 0.22); at 512 it is the
-# other way round. So the side is chosen per frame from the largest person box: big enough for that box's longer
-# side to span MULTIPOSE_PERSON_PX input pixels, within MULTIPOSE_SIDES (bench/backends.py, multipose_sides).
+# MultiPose's input: TF Hub recommends 256 for the longer side, which suits people near the camera but loses small
+# ones; 512 is the other way round (docs/benchmarks.md). So the side is chosen per frame from the largest person
+# box: big enough for that box's longer side to span MULTIPOSE_PERSON_PX input pixels, within MULTIPOSE_SIDES
+# (bench/backends.py, multipose_sides).
 MULTIPOSE_SIDES = (256, 512)
 MULTIPOSE_PERSON_PX = 96
 
