@@ -52,7 +52,8 @@ export class Library {
     this.select.replaceChildren(...options);
     if (this.references.some((ref) => ref.id === selectId)) this.select.value = selectId;
     if (!this.locked) {
-      this.feedback.status(this.references.length ? "Pick a dance and press Start." : "No references yet: add a video.");
+      const some = this.references.length > 0;
+      this.feedback.status(some ? "Pick a dance and press Start." : "No references yet: add a video.");
     }
     this.#selectionChanged();
   }

@@ -165,7 +165,8 @@ async function download(name) {
   if (!session?.id) return;
   const blob = await sessionFile(session.id, session.token, name);
   const url = URL.createObjectURL(blob);
-  const link = Object.assign(document.createElement("a"), { href: url, download: exportFilename(session.reference, name) });
+  const filename = exportFilename(session.reference, name);
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
   document.body.append(link);
   link.click();
   link.remove();

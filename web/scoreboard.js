@@ -3,7 +3,17 @@
 // times a second).
 
 import { Announcer } from "./announcer.js";
-import { FAIR, GOOD, historyPoints, liveSummaryText, partName, scoreClass, scoreText, tickCounts, ticksText } from "./score.js";
+import {
+  FAIR,
+  GOOD,
+  historyPoints,
+  liveSummaryText,
+  partName,
+  scoreClass,
+  scoreText,
+  tickCounts,
+  ticksText,
+} from "./score.js";
 
 /** Scores the sparkline holds. */
 export const HISTORY_LENGTH = 120;

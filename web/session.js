@@ -277,7 +277,10 @@ function cameraMessage(error) {
   switch (error.name) {
     case "NotAllowedError":
     case "SecurityError":
-      return "Camera access was denied. Allow the camera for this page (the icon in the address bar) and press Start again.";
+      return (
+        "Camera access was denied. Allow the camera for this page (the icon in the address bar) " +
+        "and press Start again."
+      );
     case "NotFoundError":
     case "OverconstrainedError":
       return "No camera was found. Connect a camera and press Start again.";

@@ -54,9 +54,8 @@ test("answers: what a session needs, warnings only as strings", () => {
     warnings: ["a"],
   });
   assert.equal(parseAnswer({ sdp: "v=0", type: "answer", session: "s", token: "t" }).pose, null);
-  for (const bad of [null, [], { sdp: "v=0", type: "offer", session: "s", token: "t" }, { sdp: "v=0", type: "answer" }]) {
-    assert.throws(() => parseAnswer(bad), ProtocolError);
-  }
+  const bad = [null, [], { sdp: "v=0", type: "offer", session: "s", token: "t" }, { sdp: "v=0", type: "answer" }];
+  for (const body of bad) assert.throws(() => parseAnswer(body), ProtocolError);
 });
 
 test("score messages are typed; the score is kept within 0..100", () => {

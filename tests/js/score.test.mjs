@@ -65,7 +65,8 @@ test("the summary: skipped from the stats, else the ticks the dancer video went 
 
 test("the live summary says the latest score, the average and the part furthest off", () => {
   assert.equal(liveSummaryText(new ScoreTally()), "");
-  assert.equal(liveSummaryText(tallyOf([[70, null], [81.6, "l_hip"]])), "Score 82, average 76. Furthest off: left hip.");
+  const text = liveSummaryText(tallyOf([[70, null], [81.6, "l_hip"]]));
+  assert.equal(text, "Score 82, average 76. Furthest off: left hip.");
   assert.equal(liveSummaryText(tallyOf([[64.4, null]])), "Score 64, average 64.");
 });
 
