@@ -1,6 +1,15 @@
 // dancesync page: pick a reference dance, dance along over WebRTC, watch the live score, download the CSVs.
 // Plain ES modules, no framework and no build step. This module only wires the parts together: the page's state
-// is the current Session (session.js); body[data-state] mirrors it for the style sheet and is never read.
+// is the current Session; body[data-state] mirrors it for the style sheet (and tests) and is never read back.
+//
+//   protocol.js  the wire messages (pure)          api.js        the /api/* requests
+//   clock.js     dancer media time → clock messages (pure core + the <video> shell)
+//   session.js   Session: camera, RTCPeerConnection, `control` channel, returned video, its scores
+//   score.js     the score tally and its words (pure)  scoreboard.js  live numbers, sparkline, spoken summary
+//   announcer.js the throttled live region          library.js    dance picker, builds, upload panel
+//   summary.js   the end-of-session <dialog>        feedback.js   status line, errors, notices
+//
+// A new server message gets a parser in protocol.js and a listener on the Session's event of that name.
 
 import { sessionFile } from "./api.js";
 import { UserError } from "./errors.js";
