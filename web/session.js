@@ -3,7 +3,8 @@
 //
 // All of a session's state lives in its Session object; the page learns what happens from its events:
 //   state  (detail: "connecting" | "dancing" | "stopping" | "finished")   status (detail: a sentence)
-//   track  (detail: the returned MediaStream)   score, stats (detail: the parsed message)   fps (detail: number)
+//   track  (detail: the returned MediaStream)   fps (detail: the returned video's frame rate)
+//   score, stats, and any other server message protocol.js parses (detail: the message), under its type
 //   closing (the connection is about to close: keep the last returned frame)
 //   ended  (detail: { failed, reason }: reason is the server's `end` sentence or why the connection was lost)
 
@@ -172,16 +173,15 @@ export class Session extends EventTarget {
   #onMessage(data) {
     this.lastHeardAt = performance.now();
     const message = parseControlMessage(data);
-    if (message?.type === "score") {
-      this.tally.add(message);
-      this.emit("score", message);
-    } else if (message?.type === "stats") {
-      this.stats = message;
-      this.emit("stats", message);
-      this.onFinalStats?.();
-    } else if (message?.type === "end") {
+    if (!message) return;
+    if (message.type === "end") {
       this.stop({ reason: message.reason, byServer: true });
+      return;
     }
+    if (message.type === "score") this.tally.add(message);
+    if (message.type === "stats") this.stats = message;
+    this.emit(message.type, message);
+    if (message.type === "stats") this.onFinalStats?.();
   }
 
   /** "failed" ends the session; "disconnected" does if the connection is not back within a few seconds
