@@ -117,6 +117,7 @@ function follow(current) {
   const mine = (handler) => (event) => session === current && handler(event.detail);
   current.addEventListener("state", mine(render));
   current.addEventListener("status", mine((text) => feedback.status(text)));
+  current.addEventListener("warnings", mine((lines) => feedback.notice(lines)));
   current.addEventListener("track", mine(showReturnedVideo));
   current.addEventListener("score", mine(() => scoreboard.showScore(current)));
   current.addEventListener("fps", mine((fps) => scoreboard.showFps(fps)));
@@ -129,7 +130,6 @@ function follow(current) {
   );
   current.addEventListener("closing", mine(freezeReturnedVideo));
   current.addEventListener("ended", mine(({ failed, reason }) => ended(current, failed, reason)));
-  feedback.notice(current.warnings);
 }
 
 function ended(current, failed, reason) {

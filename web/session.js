@@ -3,7 +3,8 @@
 //
 // All of a session's state lives in its Session object; the page learns what happens from its events:
 //   state  (detail: "connecting" | "dancing" | "stopping" | "finished")   status (detail: a sentence)
-//   track  (detail: the returned MediaStream)   fps (detail: the returned video's frame rate)
+//   warnings (detail: the server's notes on the session, sentences)   track (detail: the returned MediaStream)
+//   fps (detail: the returned video's frame rate)
 //   score, stats, and any other server message protocol.js parses (detail: the message), under its type
 //   closing (the connection is about to close: keep the last returned frame)
 //   ended  (detail: { failed, reason }: reason is the server's `end` sentence or why the connection was lost)
@@ -141,6 +142,7 @@ export class Session extends EventTarget {
     this.token = answer.token;
     this.pose = answer.pose;
     this.warnings = answer.warnings.map((text) => `Note: ${text}.`);
+    this.emit("warnings", this.warnings);
     await waitForOpen(this.channel);
     this.#checkActive();
     this.meter = setInterval(() => this.#measure(), METER_INTERVAL_MS);
