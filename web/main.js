@@ -1,0 +1,192 @@
+// dancesync page: pick a reference dance, dance along over WebRTC, watch the live score, download the CSVs.
+// Plain ES modules, no framework and no build step. This module only wires the parts together: the page's state
+// is the current Session; body[data-state] mirrors it for the style sheet (and tests) and is never read back.
+//
+//   protocol.js  the wire messages (pure)          api.js        the /api/* requests
+//   clock.js     dancer media time → clock messages (pure core + the <video> shell)
+//   session.js   Session: camera, RTCPeerConnection, `control` channel, returned video, its scores
+//   score.js     the score tally and its words (pure)  scoreboard.js  live numbers, sparkline, spoken summary
+//   announcer.js the throttled live region          library.js    dance picker, builds, upload panel
+//   summary.js   the end-of-session <dialog>        feedback.js   status line, errors, notices
+//
+// A new server message gets a parser in protocol.js and a listener on the Session's event of that name.
+
+import { sessionFile } from "./api.js";
+import { UserError } from "./errors.js";
+import { Feedback } from "./feedback.js";
+import { exportFilename, failedTicksNotice } from "./format.js";
+import { Library } from "./library.js";
+import { sessionSummary } from "./score.js";
+import { Scoreboard } from "./scoreboard.js";
+import { Session } from "./session.js";
+import { SummaryDialog } from "./summary.js";
+
+const $ = (id) => document.getElementById(id);
+
+const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror") };
+const you = { video: $("you"), placeholder: $("you-placeholder") };
+
+const feedback = new Feedback({
+  status: $("status"),
+  error: $("error"),
+  errorText: $("error-text"),
+  errorClose: $("error-close"),
+  notice: $("notice"),
+});
+const scoreboard = new Scoreboard({
+  score: $("score"),
+  average: $("average"),
+  worst: $("worst"),
+  fps: $("fps"),
+  ticks: $("ticks"),
+  badge: $("score-badge"),
+  history: $("history"),
+  live: $("live-summary"),
+});
+const library = new Library(
+  {
+    select: $("reference"),
+    dancer: $("dancer"),
+    dancerPlaceholder: $("dancer-placeholder"),
+    form: $("upload-form"),
+    button: $("upload-button"),
+    pose: $("upload-pose"),
+    progress: $("upload-progress"),
+    bar: $("upload-bar"),
+    label: $("upload-label"),
+  },
+  { feedback, onChange: () => render() },
+);
+const summary = new SummaryDialog(
+  {
+    dialog: $("summary"),
+    heading: $("summary-title"),
+    reason: $("sum-reason"),
+    average: $("sum-average"),
+    processed: $("sum-processed"),
+    skipped: $("sum-skipped"),
+    pose: $("sum-pose"),
+    worst: $("sum-worst"),
+    error: $("summary-error"),
+    closeButton: $("summary-close"),
+    downloadKeypoints: $("download-keypoints"),
+    downloadScores: $("download-scores"),
+  },
+  { onDownload: download, fallbackFocus: () => controls.start },
+);
+
+let session = null;
+
+/** "idle" | "connecting" | "dancing" | "stopping" | "finished" (a session that never got an id ends idle). */
+function pageState() {
+  if (!session) return "idle";
+  if (session.state === "finished") return session.id ? "finished" : "idle";
+  return session.state;
+}
+
+function render() {
+  const state = pageState();
+  const busy = state === "connecting" || state === "dancing" || state === "stopping";
+  document.body.dataset.state = state;
+  controls.start.disabled = busy || !library.selected;
+  controls.start.textContent = state === "finished" ? "Dance again" : "Start dancing";
+  controls.stop.disabled = state !== "connecting" && state !== "dancing";
+  controls.mirror.disabled = busy;
+  library.setLocked(busy);
+}
+
+async function start() {
+  const reference = library.selected;
+  if (!reference || session?.active) return;
+  const current = new Session({ reference, mirror: controls.mirror.checked, dancer: $("dancer") });
+  session = current;
+  feedback.clearError();
+  feedback.notice([]);
+  scoreboard.reset();
+  summary.hide();
+  follow(current);
+  try {
+    await current.start();
+  } catch (error) {
+    if (session === current) feedback.error(error);
+  }
+}
+
+/** Show what `current` does while it is the page's session. */
+function follow(current) {
+  const mine = (handler) => (event) => session === current && handler(event.detail);
+  current.addEventListener("state", mine(render));
+  current.addEventListener("status", mine((text) => feedback.status(text)));
+  current.addEventListener("warnings", mine((lines) => feedback.notice(lines)));
+  current.addEventListener("track", mine(showReturnedVideo));
+  current.addEventListener("score", mine(() => scoreboard.showScore(current)));
+  current.addEventListener("fps", mine((fps) => scoreboard.showFps(fps)));
+  current.addEventListener(
+    "stats",
+    mine((stats) => {
+      scoreboard.showTicks(current);
+      feedback.notice([...current.warnings, ...failedTicksNotice(stats.errors)]);
+    }),
+  );
+  current.addEventListener("closing", mine(freezeReturnedVideo));
+  current.addEventListener("ended", mine(({ failed, reason }) => ended(current, failed, reason)));
+}
+
+function ended(current, failed, reason) {
+  scoreboard.finish();
+  if (failed && reason) {
+    const after = current.id ? " The session has ended; the scores so far are in the summary." : "";
+    feedback.error(new UserError(`${reason}${after}`));
+  }
+  render();
+  if (!current.id) {
+    feedback.status("Pick a dance and press Start.");
+    return;
+  }
+  const figures = sessionSummary(current.tally, current.stats, current.endTime, current.reference.fps);
+  summary.show(figures, { pose: current.pose, reason });
+  if (failed) feedback.status("The session ended early.");
+  else if (reason) feedback.status(`The server ended the session: ${reason}`);
+  else feedback.status("Session over. Download your CSVs or dance again.");
+}
+
+function showReturnedVideo(stream) {
+  you.video.srcObject = stream;
+  you.video.removeAttribute("poster");
+  you.placeholder.hidden = true;
+  you.video.play().catch(() => {}); // muted, so autoplay is allowed
+}
+
+/** Keep the last annotated frame on screen once the track ends. */
+function freezeReturnedVideo() {
+  const video = you.video;
+  if (!video.videoWidth) return;
+  const canvas = Object.assign(document.createElement("canvas"), {
+    width: video.videoWidth,
+    height: video.videoHeight,
+  });
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  video.poster = canvas.toDataURL("image/jpeg", 0.85);
+  video.srcObject = null;
+}
+
+async function download(name) {
+  if (!session?.id) return;
+  const blob = await sessionFile(session.id, session.token, name);
+  const url = URL.createObjectURL(blob);
+  const filename = exportFilename(session.reference, name);
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+controls.start.addEventListener("click", start);
+controls.stop.addEventListener("click", () => session?.stop());
+scoreboard.reset();
+render();
+library.load().catch((error) => {
+  feedback.status("Offline.");
+  feedback.error(error);
+});
