@@ -28,7 +28,7 @@ from pose.golden import (
 from pose.parts import NUM_PARTS, BodyPart
 from pose.pipeline import FrameAnalyzer, Models
 
-# Minimum PCK (main dancer, best-matching person); measured 0.50/0.58, 0.94/0.86, 0.95/0.87, 0.95/0.96.
+# Minimum PCK (main dancer, best-matching person); measured 0.55/0.63, 0.94/0.86, 0.95/0.87, 0.95/0.96.
 # Single-person backends cannot match the non-main basketball player, which caps their "best" figure.
 THRESHOLDS = {
     "tfpose": (0.45, 0.52),
