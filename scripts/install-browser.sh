@@ -4,17 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    # Refresh the package lists unless they were fetched in the last day.
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n 1)" ]; then
-        $SUDO apt-get update -qq
-    fi
-    install() { $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
-    install || { $SUDO apt-get update -qq && install; }  # lists that were fresh but already superseded
-fi
+[ -x /usr/bin/chromium ] || bash scripts/apt-install.sh chromium fonts-dejavu-core
 
 cd tests/browser
 # npm ci is exact and fast; skip it when node_modules already matches the lock file.

