@@ -7,10 +7,11 @@ permission. Firefox then sends a non-trickle offer whose only candidates are suc
 
 * it asks the local network for each name (multicast DNS, a 1 s timeout, inside setRemoteDescription). The answer
   comes only from the browser's own machine on the same link: for a server on another network it never comes;
-* on `a=end-of-candidates` it drops every component that has no remote candidate yet and, when connect() starts
-  with an empty check list, fails ICE at once. Our answer reaches the browser only after that, so the browser's
+* on `a=end-of-candidates` it drops every component that has no remote candidate yet. aiortc gathers the server's
+  own candidates only afterwards (in setLocalDescription), for the components left: none, so the answer carries no
+  candidate of ours, and connect() with an empty check list fails ICE at once. Even with candidates, the browser's
   connectivity checks, from which the server would learn its address as a peer-reflexive candidate (RFC 8445
-  section 7.3.1.3), arrive at a connection that has already failed: the session never connects.
+  section 7.3.1.3), would reach a connection that had already failed.
 
 The fix is at the signalling boundary, not in aioice: when the offer has mDNS candidates, `prepare_offer` removes
 them and the `a=end-of-candidates` lines. Without end-of-candidates aioice keeps ICE open, so the browser's first
