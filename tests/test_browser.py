@@ -333,7 +333,7 @@ def test_dance_along_in_firefox(server: Server, sample_reference: str, tmp_path:
     assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
     candidates = result["offerCandidates"]
     assert "a=end-of-candidates" in candidates, candidates
-    hosts = [line for line in candidates if " typ host" in line and " udp " in line.lower()]
+    hosts = [line for line in candidates if re.match(r"a=candidate:\S+ 1 udp .* typ host", line, re.I)]
     expected = MDNS_HOST if ice == "default" else IP_HOST
     assert hosts and all(expected.match(line) for line in hosts), candidates
 
