@@ -340,7 +340,7 @@ def test_dance_along_in_firefox(server: Server, sample_reference: str, tmp_path:
     samples = result["samples"]
     last = samples[-1]
     assert last["page"]["state"] == "dancing", last
-    assert last["remote"]["width"] > 0 and last["remote"]["frames"] > 0, "no annotated frame came back"
+    assert last["remote"]["width"] > 0 and result["framesBack"] > 0, "no annotated frame came back"
     summary = result["summary"]
     assert int(summary["processed"]) > 0, summary
     assert result["afterDownloads"]["error"] is None, result["afterDownloads"]
@@ -376,9 +376,8 @@ def test_upload_through_the_page(
     assert labels[-1].startswith("Added"), (labels, result["uploaded"])
     assert result["uploaded"]["error"] is None
     selected = result["selected"]
-    uploads = 2 if browser == "chromium" else 3  # the module's server keeps the earlier upload
-    assert selected["count"] == uploads and selected["label"].startswith("Uploaded in the browser test"), selected
-    listed = {ref["id"]: ref for ref in http_json(f"{server.url}/api/references")}
+    listed = {ref["id"]: ref for ref in http_json(f"{server.url}/api/references")}  # earlier tests' uploads too
+    assert selected["count"] == len(listed) and selected["label"].startswith("Uploaded in the browser test"), selected
     assert listed[selected["value"]]["ticks"] == 30
     assert result["poseOptions"][0] == DEFAULT_BACKEND and sorted(result["poseOptions"]) == sorted(BACKEND_NAMES)
     assert listed[selected["value"]]["pose"] == "movenet-thunder" and "movenet-thunder" in selected["label"]

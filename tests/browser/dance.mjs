@@ -151,6 +151,7 @@ function recordOffer() {
   const apply = RTCPeerConnection.prototype.setRemoteDescription;
   RTCPeerConnection.prototype.setRemoteDescription = function (description) {
     window.__offerSdp = this.localDescription?.sdp ?? null;
+    window.__pc = this;
     window.__connectedAt = null;
     this.addEventListener("connectionstatechange", () => {
       if (this.connectionState === "connected") window.__connectedAt ??= performance.now();
@@ -275,6 +276,18 @@ async function download(page, buttonId, outDir) {
   return { filename: item.suggestedFilename(), path: failure ? null : path, failure };
 }
 
+/** Frames of the returned (annotated) video the browser decoded, from its own WebRTC statistics. */
+function framesBack(page) {
+  return page.evaluate(async () => {
+    if (!window.__pc) return null;
+    let frames = 0;
+    (await window.__pc.getStats()).forEach((report) => {
+      if (report.type === "inbound-rtp" && report.kind === "video") frames += report.framesDecoded ?? 0;
+    });
+    return frames;
+  });
+}
+
 /** The ICE candidate lines of the offer the page sent. */
 function offerCandidates(page) {
   return page.evaluate(() =>
@@ -319,6 +332,7 @@ async function dance(page, result) {
     }
   }
   result.live = await readPage(page);
+  result.framesBack = await framesBack(page);
 
   await page.click("#stop");
   await page.waitForSelector("#summary:not([hidden])", { timeout: 30_000 });
