@@ -1,9 +1,9 @@
 """The ICE candidates of an offer and of our answer: whether a candidate pair can exist, and the one change the
 offer needs before aiortc sees it (pure: SDP text in, decisions out; no aiortc).
 
-Browsers hide their host addresses behind random `<uuid>.local` names (mDNS candidates) unless the page has camera
-permission. Firefox then sends a non-trickle offer whose only candidates are such names, followed by
-`a=end-of-candidates`. What aioice does with that offer:
+Browsers hide their host addresses behind random `<uuid>.local` names (mDNS candidates) unless the page is
+capturing or has camera permission. Firefox then sends a non-trickle offer whose only candidates are such names,
+followed by `a=end-of-candidates`. What aioice does with that offer:
 
 * it asks the local network for each name (multicast DNS, a 1 s timeout, inside setRemoteDescription). The answer
   comes only from the browser's own machine on the same link: for a server on another network it never comes;
@@ -22,10 +22,10 @@ expects exactly this of an agent that cannot resolve a name. The names go too: r
 they name the very address the browser's checks come from. Resolving longer, or trickling the names in later,
 would only make a remote server wait longer for nothing.
 
-Giving up is then the server's job: `peer_unheard` says when an offer whose candidates are all names has had no
-resolved and no learned remote candidate for `PEER_CHECK_TIMEOUT_S` (the browser starts checking as soon as it
-has our answer; past that no pair can form). Offers with address candidates keep `a=end-of-candidates`, so aioice
-fails them itself when every pair has failed.
+Giving up is then the server's job: `peer_unheard` says when an offer whose usable candidates are all names has
+given the server no peer-reflexive candidate for `PEER_CHECK_TIMEOUT_S` after the answer (the browser starts
+checking as soon as it has the answer; without a check no pair can form). Offers with addresses only keep
+`a=end-of-candidates`, so aioice fails them itself when every pair has failed.
 
 `check_pairing` refuses, before a 200, an answer that cannot connect: the server offers no UDP address of its own,
 or the offer is complete (`a=end-of-candidates`) and none of its candidates can pair with ours (TCP only, names
@@ -96,7 +96,7 @@ class OfferIce:
     def summary(self) -> str:
         """For the log: counts by kind, and what was changed."""
         mdns = sum(c.mdns for c in self.udp)
-        text = f"{len(self.candidates)} candidates ({len(self.udp)} UDP, {mdns} of them mDNS names)"
+        text = f"{len(self.candidates)} candidate lines ({len(self.udp)} UDP, {mdns} of them mDNS names)"
         text += ", end-of-candidates" if self.complete else ", trickle (no end-of-candidates)"
         if any(c.mdns for c in self.candidates):
             text += "; mDNS names and end-of-candidates left out, the browser's checks give its address"
