@@ -29,6 +29,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import SessionDescription
 
 from pose.types import FrameAnalysis
+from stream.ice import IceError, OfferIce, check_pairing, peer_unheard, prepare_offer
 from stream.memory import release_free_memory
 from stream.sdpcheck import SdpError, check_sdp
 from stream.session import LiveSession, RateMeter, TickResult
@@ -162,6 +163,7 @@ class SessionRunner:
         self._channel: RTCDataChannel | None = None
         self._webcam: MediaStreamTrack | None = None
         self._logged_error = False
+        self._ice: OfferIce | None = None
         self._heard_at = self._loop.time()  # last webcam frame or control message (loop time)
         self._pending_at = 0.0  # arrival (loop time) of the frame in the mailbox
         self.peak_depth = 0  # most frames held at once between the webcam and the analyzer (mailbox + in flight)
@@ -180,12 +182,17 @@ class SessionRunner:
         if pc is None:
             raise OfferError("the session has already ended")
         try:
+            offer_sdp, self._ice = prepare_offer(offer_sdp)  # mDNS-only offers (stream.ice)
+            log.info("session %s: offer ICE: %s", self.id, self._ice.summary())
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             if self._webcam is None:
                 raise OfferError("the offer has no video track")
             await pc.setLocalDescription(await pc.createAnswer())
+            check_pairing(self._ice, pc.localDescription.sdp)
         except OfferError:
             raise
+        except IceError as exc:
+            raise OfferError(str(exc)) from None
         except (ValueError, InternalError, InvalidAccessError, InvalidStateError, OperationError) as exc:
             raise OfferError(f"the offer could not be used: {exc}") from None
         except Exception as exc:  # aiortc fails on SDP it cannot use with whatever the bad value provokes
@@ -310,12 +317,21 @@ class SessionRunner:
             await asyncio.sleep(WATCH_INTERVAL_S)
             now = self._loop.time()
             connected = self.pc is not None and self.pc.connectionState == "connected"
+            unheard = self._ice and peer_unheard(self._ice, self._remote_addresses(), now - started)
+            if not connected and unheard:
+                self.end(unheard)
+                return
             if not connected and self._webcam_frames() == 0 and now - started >= CONNECT_TIMEOUT_S:
                 self.end(f"not connected after {CONNECT_TIMEOUT_S:g} s")
                 return
             if (connected or self._webcam_frames() > 0) and now - self._heard_at >= MEDIA_TIMEOUT_S:
                 self.end(f"nothing from the client for {MEDIA_TIMEOUT_S:g} s")
                 return
+
+    def _remote_addresses(self) -> list[str]:
+        """The peer's candidates the ICE transports know: signalled, mDNS-resolved or learned from its checks."""
+        transports = {t.receiver.transport.transport for t in self.pc.getTransceivers()} if self.pc else set()
+        return [c.ip for transport in transports for c in transport.getRemoteCandidates()]
 
     def _webcam_frames(self) -> int:
         return self.session.frames

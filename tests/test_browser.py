@@ -1,8 +1,11 @@
-"""The page in a real browser: Debian's headless Chromium, a fake camera playing real footage, the real server.
+"""The page in real browsers and the real server: Debian's headless Chromium with a fake camera playing real
+footage, and Debian's Firefox ESR with its own fake camera, once with its default ICE privacy (host addresses as
+mDNS names, a=end-of-candidates) and once with real host candidates.
 
-`tests/browser/dance.mjs` (playwright-core) opens the page, picks the sample reference, presses Start, dances
-for ~10 s, watches the annotated video and the live score, stops, and downloads both CSVs through the page.
-`scripts/install-browser.sh` installs Chromium and playwright-core; without them these tests skip (fail on CI).
+`tests/browser/dance.mjs` (playwright-core for Chromium, puppeteer-core over WebDriver BiDi for Firefox) opens the
+page, picks the sample reference, presses Start, dances for ~10 s, watches the annotated video and the live score,
+stops, and downloads both CSVs through the page, with a screenshot of each step.
+`scripts/install-browser.sh` installs both browsers and both drivers; without them these tests skip (fail on CI).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DRIVER_DIR = ROOT / "tests" / "browser"
 DRIVER = DRIVER_DIR / "dance.mjs"
 CHROMIUM = Path("/usr/bin/chromium")
+FIREFOX = Path("/usr/bin/firefox-esr")
 CAMERA_SIZE = (640, 480)
 CAMERA_SECONDS = 12.0
 REFERENCE_SECONDS = 15.0
@@ -53,7 +57,9 @@ def _require_browser() -> None:
         for what, ok in (
             ("node", shutil.which("node") is not None),
             (str(CHROMIUM), CHROMIUM.exists()),
+            (str(FIREFOX), FIREFOX.exists()),
             ("playwright-core", (DRIVER_DIR / "node_modules" / "playwright-core").is_dir()),
+            ("puppeteer-core", (DRIVER_DIR / "node_modules" / "puppeteer-core").is_dir()),
         )
         if not ok
     ]
@@ -158,7 +164,8 @@ def camera_clip(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) ->
 def run_driver(server: Server, out: Path, scenario: str, *options: str | Path) -> Any:
     """Run tests/browser/dance.mjs; its JSON result (the driver's own failure fails the test with both logs)."""
     command = ["node", str(DRIVER), "--url", f"{server.url}/", "--out", str(out), "--scenario", scenario]
-    command += ["--seconds", str(DANCE_SECONDS), "--chromium", str(CHROMIUM), *map(str, options)]
+    command += ["--seconds", str(DANCE_SECONDS), "--chromium", str(CHROMIUM), "--firefox", str(FIREFOX)]
+    command += list(map(str, options))
     done = subprocess.run(command, cwd=DRIVER_DIR, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S)
     assert done.returncode == 0, f"driver failed:\n{done.stderr}"
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -244,11 +251,57 @@ def test_camera_problems_are_explained(
     assert page["state"] == "idle", "the page must be ready to try again"
 
 
-def test_upload_through_the_page(server: Server, sample_reference: str, sample_video: Path, tmp_path: Path) -> None:
+MDNS_HOST = re.compile(r"^a=candidate:\S+ 1 udp \d+ [0-9a-f-]+\.local \d+ typ host", re.I)
+IP_HOST = re.compile(r"^a=candidate:\S+ 1 udp \d+ [0-9a-f.:]+ \d+ typ host", re.I)
+
+
+@pytest.mark.parametrize("ice", ["default", "host"])
+def test_dance_along_in_firefox(server: Server, sample_reference: str, tmp_path: Path, ice: str) -> None:
+    """Firefox's fake camera (a synthetic picture, no dancer in it): the session connects, annotated frames come
+    back, every tick is processed and scored, and both CSVs download. "default" sends only mDNS names and
+    a=end-of-candidates, which the server must still connect to; "host" sends real host addresses."""
+    options = ("--reference", sample_reference, "--browser", "firefox", "--ice", ice)
+    result = run_driver(server, tmp_path, "dance", *options)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    assert result["version"].startswith("firefox/"), result["version"]
+    assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
+    candidates = result["offerCandidates"]
+    assert "a=end-of-candidates" in candidates, candidates
+    hosts = [line for line in candidates if re.match(r"a=candidate:\S+ 1 udp .* typ host", line, re.I)]
+    expected = MDNS_HOST if ice == "default" else IP_HOST
+    assert hosts and all(expected.match(line) for line in hosts), candidates
+
+    samples = result["samples"]
+    last = samples[-1]
+    assert last["page"]["state"] == "dancing", last
+    assert last["remote"]["width"] > 0 and result["framesBack"] > 0, "no annotated frame came back"
+    summary = result["summary"]
+    assert int(summary["processed"]) > 0, summary
+    assert result["afterDownloads"]["error"] is None, result["afterDownloads"]
+
+    downloads = result["downloads"]
+    assert downloads["keypoints"]["filename"].endswith("keypoints.csv"), downloads
+    assert downloads["scores"]["filename"].endswith("scores.csv"), downloads
+    header, keypoints = read_csv(Path(downloads["keypoints"]["path"]))
+    assert tuple(header) == CSV_COLUMNS
+    print(f"firefox/{ice}: {len(keypoints)} keypoint rows")
+    header, scores = read_csv(Path(downloads["scores"]["path"]))
+    assert header == SCORES_HEADER
+    ticks = {int(row[0]) for row in scores}
+    assert len(ticks) == len(scores) == int(summary["processed"]) > 0, (len(scores), summary)
+    for name in ("ready", "dance", "annotated", "summary"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+def test_upload_through_the_page(
+    server: Server, sample_reference: str, sample_video: Path, tmp_path: Path, browser: str
+) -> None:
     bad = tmp_path / "holiday.mp4"
     bad.write_text("not a video at all\n")
     clip = write_sample_cut(sample_video, tmp_path / "short-dance.avi", seconds=3)
-    result = run_driver(server, tmp_path, "upload", "--upload-file", clip, "--bad-file", bad)
+    options = ("--upload-file", clip, "--bad-file", bad, "--browser", browser)
+    result = run_driver(server, tmp_path, "upload", *options)
 
     rejected = result["rejected"]["error"] or ""
     assert rejected.startswith("Upload failed") and "not a readable video" in rejected, rejected
@@ -257,8 +310,8 @@ def test_upload_through_the_page(server: Server, sample_reference: str, sample_v
     assert labels[-1].startswith("Added"), (labels, result["uploaded"])
     assert result["uploaded"]["error"] is None
     selected = result["selected"]
-    assert selected["count"] == 2 and selected["label"].startswith("Uploaded in the browser test"), selected
-    listed = {ref["id"]: ref for ref in http_json(f"{server.url}/api/references")}
+    listed = {ref["id"]: ref for ref in http_json(f"{server.url}/api/references")}  # earlier tests' uploads too
+    assert selected["count"] == len(listed) and selected["label"].startswith("Uploaded in the browser test"), selected
     assert listed[selected["value"]]["ticks"] == 30
     assert result["poseOptions"][0] == DEFAULT_BACKEND and sorted(result["poseOptions"]) == sorted(BACKEND_NAMES)
     assert listed[selected["value"]]["pose"] == "movenet-thunder" and "movenet-thunder" in selected["label"]

@@ -1,14 +1,21 @@
-// Drives the dancesync page in Debian's headless Chromium with a fake camera playing a .y4m clip.
+// Drives the dancesync page in Debian's headless Chromium (playwright-core, a fake camera playing a .y4m clip) or
+// Debian's Firefox ESR (puppeteer-core over WebDriver BiDi, Firefox's own fake camera).
 // Run by tests/test_browser.py; prints one JSON summary on stdout (progress goes to stderr).
 //
 //   node dance.mjs --url http://127.0.0.1:PORT/ --reference ID --clip CLIP.y4m --out DIR [--seconds 10]
 //                  [--scenario dance|camera-denied|no-camera] [--chromium /usr/bin/chromium]
-//   node dance.mjs --url URL --out DIR --scenario upload --upload-file CLIP.mp4 --bad-file NOT-A-VIDEO
+//   node dance.mjs --url URL --reference ID --out DIR --browser firefox [--ice default|host] [--firefox PATH]
+//   node dance.mjs --url URL --out DIR --scenario upload --upload-file CLIP.mp4 --bad-file NOT-A-VIDEO [--browser ...]
+//
+// Firefox's --ice: "default" keeps its ICE privacy (host addresses hidden behind mDNS .local names, with
+// a=end-of-candidates); "host" shows real host addresses, as Firefox does for a page that is capturing from a real
+// camera (its fake camera does not count as capturing, so a pref stands in for it).
 
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import puppeteer from "puppeteer-core";
 
 const { values: opts } = parseArgs({
   options: {
@@ -21,6 +28,9 @@ const { values: opts } = parseArgs({
     "upload-file": { type: "string" },
     "bad-file": { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
+    browser: { type: "string", default: "chromium" },
+    firefox: { type: "string", default: "/usr/bin/firefox-esr" },
+    ice: { type: "string", default: "default" },
   },
 });
 for (const name of ["url", "out"]) if (!opts[name]) throw new Error(`--${name} is required`);
@@ -50,16 +60,104 @@ function chromiumArgs(scenario) {
   ];
 }
 
-async function launch(scenario) {
+async function launchChromium(scenario) {
   // A fresh profile each run; launchPersistentContext is how Playwright takes a --user-data-dir.
   const profile = mkdtempSync(join(opts.out, "profile-"));
-  return chromium.launchPersistentContext(profile, {
+  const context = await chromium.launchPersistentContext(profile, {
     executablePath: opts.chromium,
     args: chromiumArgs(scenario),
     headless: true,
     viewport: { width: 1280, height: 800 },
     acceptDownloads: true,
   });
+  for (const script of [recordControlMessages, recordOffer]) await context.addInitScript(script);
+  const page = context.pages()[0] ?? (await context.newPage());
+  return { page, version: `chromium/${context.browser()?.version() ?? "?"}`, close: () => context.close() };
+}
+
+function firefoxPrefs(downloads) {
+  return {
+    "media.navigator.streams.fake": true,
+    "media.navigator.permission.disabled": true,
+    "media.peerconnection.ice.obfuscate_host_addresses": opts.ice !== "host",
+    "browser.download.folderList": 2,
+    "browser.download.dir": downloads,
+    "browser.download.useDownloadDir": true,
+    "browser.download.always_ask_before_handling_new_types": false,
+    "browser.download.start_downloads_in_tmp_dir": false,
+    "browser.download.alwaysOpenPanel": false,
+    "browser.helperApps.neverAsk.saveToDisk": "text/csv",
+  };
+}
+
+async function launchFirefox() {
+  const downloads = join(opts.out, "downloads");
+  mkdirSync(downloads, { recursive: true });
+  const browser = await puppeteer.launch({
+    browser: "firefox",
+    executablePath: opts.firefox,
+    headless: true,
+    userDataDir: mkdtempSync(join(opts.out, "profile-")),
+    extraPrefsFirefox: firefoxPrefs(downloads),
+    defaultViewport: { width: 1280, height: 800 },
+  });
+  const page = (await browser.pages())[0] ?? (await browser.newPage());
+  for (const script of [recordControlMessages, recordOffer]) await page.evaluateOnNewDocument(script);
+  return { page: playwrightLike(page, downloads), version: await browser.version(), close: () => browser.close() };
+}
+
+/** The few Playwright page calls this driver makes, on a Puppeteer page. */
+function playwrightLike(page, downloads) {
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  return {
+    on: (event, handler) => page.on(event, handler),
+    goto: (url, options) => page.goto(url, { waitUntil: options?.waitUntil ?? "load" }),
+    title: () => page.title(),
+    evaluate: (fn, arg) => page.evaluate(fn, arg),
+    waitForFunction: (fn, arg, options) => page.waitForFunction(fn, { timeout: options?.timeout }, arg),
+    waitForSelector: (selector, options) => page.waitForSelector(selector, { timeout: options?.timeout }),
+    waitForTimeout: sleep,
+    click: (selector) => page.click(selector),
+    selectOption: (selector, value) => page.select(selector, value),
+    fill: (selector, text) =>
+      page.$eval(selector, (element, value) => {
+        element.value = value;
+        element.dispatchEvent(new Event("input", { bubbles: true }));
+      }, text),
+    setInputFiles: async (selector, path) => (await page.$(selector)).uploadFile(path),
+    $$eval: (selector, fn) => page.$$eval(selector, fn),
+    textContent: (selector) => page.$eval(selector, (element) => element.textContent),
+    isHidden: (selector) => page.$eval(selector, (element) => element.hidden || !element.getClientRects().length),
+    screenshot: (options) => page.screenshot(options),
+    locator: (selector) => ({ screenshot: async (options) => (await page.$(selector)).screenshot(options) }),
+    /** Click a download button; the file Firefox saves into the downloads folder. */
+    download: async (selector, outDir) => {
+      const before = new Set(readdirSync(downloads));
+      await page.click(selector);
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const names = readdirSync(downloads).filter((name) => !before.has(name));
+        const done = names.filter((name) => !name.endsWith(".part") && !existsSync(join(downloads, `${name}.part`)));
+        if (done.length) return { filename: done[0], path: join(downloads, done[0]), failure: null };
+        if (Date.now() > deadline) return { filename: null, path: null, failure: "no file saved within 30 s" };
+        await sleep(100);
+      }
+    },
+  };
+}
+
+/** Keep the offer the page sent (its ICE candidates), read when the answer is applied. */
+function recordOffer() {
+  const apply = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (description) {
+    window.__offerSdp = this.localDescription?.sdp ?? null;
+    window.__pc = this;
+    window.__connectedAt = null;
+    this.addEventListener("connectionstatechange", () => {
+      if (this.connectionState === "connected") window.__connectedAt ??= performance.now();
+    });
+    return apply.call(this, description);
+  };
 }
 
 /** Record what the page sends on the `control` channel, to check the clock it drives. */
@@ -170,11 +268,31 @@ async function pickReference(page, reference) {
 }
 
 async function download(page, buttonId, outDir) {
+  if (page.download) return page.download(`#${buttonId}`, outDir);
   const [item] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), page.click(`#${buttonId}`)]);
   const failure = await item.failure();
   const path = join(outDir, item.suggestedFilename());
   if (!failure) await item.saveAs(path);
   return { filename: item.suggestedFilename(), path: failure ? null : path, failure };
+}
+
+/** Frames of the returned (annotated) video the browser decoded, from its own WebRTC statistics. */
+function framesBack(page) {
+  return page.evaluate(async () => {
+    if (!window.__pc) return null;
+    let frames = 0;
+    (await window.__pc.getStats()).forEach((report) => {
+      if (report.type === "inbound-rtp" && report.kind === "video") frames += report.framesDecoded ?? 0;
+    });
+    return frames;
+  });
+}
+
+/** The ICE candidate lines of the offer the page sent. */
+function offerCandidates(page) {
+  return page.evaluate(() =>
+    (window.__offerSdp ?? "").split(/\r?\n/).filter((line) => /^a=(candidate|end-of-candidates)/.test(line)),
+  );
 }
 
 async function dance(page, result) {
@@ -186,6 +304,7 @@ async function dance(page, result) {
   await page.click("#start");
   await page.waitForFunction(() => document.body.dataset.state !== "connecting", null, { timeout: 60_000 });
   result.connectSeconds = (Date.now() - startedAt) / 1000;
+  result.offerCandidates = await offerCandidates(page);
   const afterStart = await readPage(page);
   if (afterStart.state !== "dancing") throw new Error(`session did not start: ${JSON.stringify(afterStart)}`);
   log(`dancing after ${result.connectSeconds}s`);
@@ -213,6 +332,7 @@ async function dance(page, result) {
     }
   }
   result.live = await readPage(page);
+  result.framesBack = await framesBack(page);
 
   await page.click("#stop");
   await page.waitForSelector("#summary:not([hidden])", { timeout: 30_000 });
@@ -283,12 +403,11 @@ async function upload(page, result) {
 }
 
 async function main() {
-  const result = { scenario: opts.scenario, problems: [] };
-  const context = await launch(opts.scenario);
+  const result = { scenario: opts.scenario, browser: opts.browser, ice: opts.ice, problems: [] };
+  const session = opts.browser === "firefox" ? await launchFirefox() : await launchChromium(opts.scenario);
   try {
-    result.browser = context.browser()?.version() ?? null;
-    await context.addInitScript(recordControlMessages);
-    const page = context.pages()[0] ?? (await context.newPage());
+    result.version = session.version;
+    const page = session.page;
     watchConsole(page, result.problems);
     await page.goto(opts.url, { waitUntil: "load" });
     result.title = await page.title();
@@ -299,7 +418,7 @@ async function main() {
     result.failure = String(error?.stack ?? error);
     log("failed:", result.failure);
   } finally {
-    await context.close();
+    await session.close();
   }
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
