@@ -1,0 +1,100 @@
+"""The reference cut into moves, and the tier a move's score earns.
+
+A move is what a dancer would count as one step of the choreography: two beats of its music when the
+reference has audio (beats tracked by librosa), otherwise `MOVE_S` of reference time. Moves cover ticks
+0..K-1 without gaps; the stretch before the first counted beat is a move of its own, and a move shorter than
+`MIN_MOVE_TICKS` joins the one before it.
+
+Tiers (Perfect, Good, OK, Miss) are bands of the move's calibrated score (0..100, `pose.calibration`); the
+thresholds come from the scoring benchmark on the sample footage with the default backend: Perfect is what
+the dancer's own moves earn while on time, Good what they earn up to a little late, OK what beats a pose
+from elsewhere in the dance nine times in ten.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+MOVE_S = 1.0
+BEATS_PER_MOVE = 2
+MIN_MOVE_TICKS = 2
+
+
+class Tier(enum.Enum):
+    PERFECT = "perfect"
+    GOOD = "good"
+    OK = "ok"
+    MISS = "miss"
+
+
+# (tier, lowest calibrated move score that earns it), best first; below the last is a Miss.
+TIER_THRESHOLDS: tuple[tuple[Tier, float], ...] = ((Tier.PERFECT, 90.0), (Tier.GOOD, 70.0), (Tier.OK, 40.0))
+
+
+def tier_of(score: float) -> Tier:
+    """The tier a move's calibrated score earns (NaN: a Miss)."""
+    for tier, lowest in TIER_THRESHOLDS:
+        if score >= lowest:
+            return tier
+    return Tier.MISS
+
+
+@dataclass(frozen=True)
+class Move:
+    """Move `index` spans reference ticks start..end-1."""
+
+    index: int
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"a move needs 0 <= start < end, got {self.start}..{self.end}")
+
+
+def fixed_moves(ticks: int, fps: float, move_s: float = MOVE_S) -> list[Move]:
+    """Moves of `move_s` each (the last one may be shorter, or longer when a short tail joins it)."""
+    if fps <= 0 or move_s <= 0:
+        raise ValueError(f"fps and move_s must be > 0, got {fps}, {move_s}")
+    step = max(1, round(move_s * fps))
+    return _moves(list(range(step, ticks, step)), ticks)
+
+
+def beat_moves(beat_times_s: npt.ArrayLike, ticks: int, fps: float, beats_per_move: int = BEATS_PER_MOVE) -> list[Move]:
+    """Moves starting on every `beats_per_move`-th beat (times in s of reference time), from the first beat."""
+    if fps <= 0 or beats_per_move < 1:
+        raise ValueError(f"fps must be > 0 and beats_per_move >= 1, got {fps}, {beats_per_move}")
+    beats = np.sort(np.asarray(beat_times_s, dtype=np.float64))
+    bounds = sorted({round(t * fps) for t in beats[::beats_per_move] if math.isfinite(t)})
+    return _moves([b for b in bounds if 0 < b < ticks], ticks)
+
+
+def _moves(bounds: list[int], ticks: int) -> list[Move]:
+    if ticks <= 0:
+        return []
+    edges = [0]
+    for b in bounds:
+        if b - edges[-1] >= MIN_MOVE_TICKS:
+            edges.append(b)
+    if ticks - edges[-1] >= MIN_MOVE_TICKS or len(edges) == 1:
+        edges.append(ticks)
+    else:
+        edges[-1] = ticks
+    return [Move(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(edges))]
+
+
+def beat_times(samples: npt.ArrayLike, sample_rate: int) -> npt.NDArray[np.float64]:
+    """Beat times (s) of mono audio samples, by librosa's beat tracker (imported here: it takes seconds)."""
+    import librosa
+
+    y = np.asarray(samples, dtype=np.float32)
+    if y.ndim != 1 or sample_rate <= 0:
+        raise ValueError(f"need mono samples (n,) and a sample rate > 0, got {y.shape}, {sample_rate}")
+    _, beats = librosa.beat.beat_track(y=y, sr=sample_rate, units="time")
+    return np.asarray(beats, dtype=np.float64)
