@@ -151,7 +151,13 @@ class Scorer:
         if tick <= self._last_tick:
             self._history = {}
         self._last_tick = tick
-        lags = self._lag_row(tick, user)
+        reach = self.max_lag + self.half  # every row the lags or the window can need
+        lo, hi = max(0, tick - reach), min(self.ticks, tick + reach + 1)
+        sim = similarity(user, self._previous(tick), *self._rows(lo, hi), mirror=self.mirror)
+        lags = np.full(2 * self.max_lag + 1, np.nan)
+        rows = np.arange(lo, hi)
+        near = np.abs(rows - tick) <= self.max_lag
+        lags[tick - rows[near] + self.max_lag] = sim.total[near]
         self._history[tick] = user
         self._history = {t: p for t, p in self._history.items() if t >= tick - 2 * self.motion}
         latency = self.latency
@@ -162,7 +168,7 @@ class Scorer:
             self._votes[int(np.nanargmax(lags))] += 1
         centre = tick - latency.ticks if self.use_latency and latency.confident else tick
         centre = min(max(centre, 0), self.ticks - 1)
-        score, raw, limbs = self._window(tick, centre, user)
+        score, raw, limbs = self._window(sim, centre - self.half - lo, centre + self.half + 1 - lo, centre)
         move = int(self._move_of[tick])
         done: tuple[MoveVerdict, ...] = ()
         if move >= 0:
@@ -182,27 +188,19 @@ class Scorer:
 
     # --- internals
 
-    def _lag_row(self, tick: int, user: PoseArrays) -> npt.NDArray[np.float64]:
-        """Similarity at each lag -max_lag..max_lag (row tick - lag of the reference), NaN outside it."""
-        row = np.full(2 * self.max_lag + 1, np.nan)
-        lo, hi = max(0, tick - self.max_lag), min(self.ticks, tick + self.max_lag + 1)
-        sim = self._similarity(tick, user, lo, hi).total
-        row[tick - np.arange(lo, hi) + self.max_lag] = sim
-        return row
-
-    def _similarity(self, tick: int, user: PoseArrays, lo: int, hi: int) -> Similarity:
+    def _rows(self, lo: int, hi: int) -> tuple[PoseArrays, PoseArrays]:
         dancer = self.reference.take(slice(lo, hi))
-        return similarity(user, self._previous(tick), dancer.now, dancer.prev, mirror=self.mirror)
+        return dancer.now, dancer.prev
 
-    def _window(self, tick: int, centre: int, user: PoseArrays) -> tuple[float, float, npt.NDArray[np.float64]]:
-        lo, hi = max(0, centre - self.half), min(self.ticks, centre + self.half + 1)
-        sim = self._similarity(tick, user, lo, hi)
-        total = np.nan_to_num(sim.total, nan=-1.0)
-        if not np.isfinite(sim.total).any():
+    def _window(self, sim: Similarity, lo: int, hi: int, centre: int) -> tuple[float, float, npt.NDArray[np.float64]]:
+        """(score, raw, limbs) of the best row among sim's rows lo..hi-1 (clipped), calibrated at `centre`."""
+        lo, hi = max(0, lo), min(len(sim.total), hi)
+        total, raws = sim.total[lo:hi], sim.raw[lo:hi]
+        if not np.isfinite(total).any():
             return 0.0, 0.0, np.full(NUM_LIMBS, np.nan)
-        best = int(np.argmax(total))
-        raw = float(np.nanmax(sim.raw)) if np.isfinite(sim.raw).any() else 0.0
-        return calibrated(float(sim.total[best]), float(self.chance[centre])), 100.0 * raw, sim.limbs[best]
+        best = int(np.argmax(np.nan_to_num(total, nan=-1.0)))
+        raw = float(np.nanmax(raws)) if np.isfinite(raws).any() else 0.0
+        return calibrated(float(total[best]), float(self.chance[centre])), 100.0 * raw, sim.limbs[lo + best]
 
     def _previous(self, tick: int) -> PoseArrays | None:
         """The user's pose `motion` ticks earlier, or the nearest kept one within half that."""

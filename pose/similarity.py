@@ -34,16 +34,22 @@ _MIRRORED_LIMBS = np.array([int(limb.mirrored) for limb in Limb], dtype=np.int64
 
 @dataclass(frozen=True)
 class PoseArrays:
-    """Poses (..., 18, 2) in frame heights, zero where missing, and their found masks (..., 18)."""
+    """Poses (..., 18, 2) in frame heights, zero where missing, and their found masks (..., 18); `edges`, when
+    given, is their `edge_vectors` worked out once (a reference's are used at every tick)."""
 
     pts: F64
     found: Bools
+    edges: tuple[F64, Bools] | None = None
 
     def mirrored(self) -> PoseArrays:
         return PoseArrays(*mirrored_points(self.pts, self.found))
 
     def take(self, index: npt.NDArray[np.int64] | slice | int) -> PoseArrays:
-        return PoseArrays(self.pts[index], self.found[index])
+        edges = None if self.edges is None else (self.edges[0][index], self.edges[1][index])
+        return PoseArrays(self.pts[index], self.found[index], edges)
+
+    def with_edges(self) -> PoseArrays:
+        return PoseArrays(self.pts, self.found, edge_vectors(self))
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class Similarity:
 
 def edge_vectors(poses: PoseArrays) -> tuple[F64, Bools]:
     """Skeleton edge vectors (..., E, 2) in units of each pose's RMS radius, and which were seen (..., E)."""
+    if poses.edges is not None:
+        return poses.edges
     found = poses.found
     n = np.maximum(found.sum(axis=-1), 1)[..., None]
     centre = np.where(found[..., None], poses.pts, 0.0).sum(axis=-2) / n
@@ -154,7 +162,7 @@ class Moments:
         w = min(motion_ticks(fps), len(now.pts))
         pts = np.concatenate([np.zeros_like(now.pts[:w]), now.pts[: len(now.pts) - w]])
         found = np.concatenate([np.zeros_like(now.found[:w]), now.found[: len(now.found) - w]])
-        return cls(now, PoseArrays(pts, found))
+        return cls(now.with_edges(), PoseArrays(pts, found).with_edges())
 
     def __len__(self) -> int:
         return len(self.now.pts)
