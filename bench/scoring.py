@@ -157,7 +157,7 @@ def jitter(ref: Seq, seconds: float = 2.0) -> dict[str, float]:
     xy = np.where(ref[1][..., None] > 0, ref[0], np.nan).astype(np.float64)
     n = round(seconds * FPS)
     seen = (ref[1] > 0).sum(axis=1) >= 12
-    centre = np.nanmean(xy, axis=1)
+    centre = np.nanmean(np.where(seen[:, None, None], xy, 0.0), axis=1)  # unseen ticks are never chosen
     best, start = np.inf, 0
     for s in range(len(xy) - n):
         if seen[s : s + n].all():
@@ -237,11 +237,11 @@ def main() -> int:
     results = dict(previous.get("backends", {}))
     for backend in args.backends:
         results[backend] = bench_backend(backend, args.cache, multipose)
+        document = {"machine": describe(), "fps": FPS, "tiers": [[t.value, v] for t, v in TIER_THRESHOLDS],
+                    "backends": results}  # fmt: skip
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2) + "\n")  # after each backend: a long run keeps its part
         print(f"{backend}: done", flush=True)
-    document = {"machine": describe(), "fps": FPS, "tiers": [[t.value, v] for t, v in TIER_THRESHOLDS],
-                "backends": results}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(table(results))
     return 0
 

@@ -5,10 +5,15 @@ reference has audio (beats tracked by librosa), otherwise `MOVE_S` of reference 
 0..K-1 without gaps; the stretch before the first counted beat is a move of its own, and a move shorter than
 `MIN_MOVE_TICKS` joins the one before it.
 
-Tiers (Perfect, Good, OK, Miss) are bands of the move's calibrated score (0..100, `pose.calibration`); the
-thresholds come from the scoring benchmark on the sample footage with the default backend: Perfect is what
-the dancer's own moves earn while on time, Good what they earn up to a little late, OK what beats a pose
-from elsewhere in the dance nine times in ten.
+Tiers (Perfect, Good, OK, Miss) are bands of the move's calibrated score (0..100, `pose.calibration`), set
+from the move scores of the scoring benchmark (`bench.scoring`, sample footage, default backend):
+
+* OK from 30: above what nine in ten moves earn when they are not the dance: another person at the same
+  time, the dancer's own poses 0.5 s late with the window left uncentred, a pose from another moment, a
+  frozen user (their 90th percentiles run 6 to 28).
+* Perfect from 90: what nine in ten of the dancer's own moves earn when they come 0.5 s late (the first
+  moves, before the latency is trusted, included); on time they all earn 100.
+* Good from 60, halfway: the benchmark's candidates are either the dance or not, so none fall between.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class Tier(enum.Enum):
 
 
 # (tier, lowest calibrated move score that earns it), best first; below the last is a Miss.
-TIER_THRESHOLDS: tuple[tuple[Tier, float], ...] = ((Tier.PERFECT, 90.0), (Tier.GOOD, 70.0), (Tier.OK, 40.0))
+TIER_THRESHOLDS: tuple[tuple[Tier, float], ...] = ((Tier.PERFECT, 90.0), (Tier.GOOD, 60.0), (Tier.OK, 30.0))
 
 
 def tier_of(score: float) -> Tier:

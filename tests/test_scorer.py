@@ -82,7 +82,7 @@ def test_fixed_and_beat_moves_cover_the_reference() -> None:
 
 
 def test_tiers_follow_the_thresholds() -> None:
-    assert [tier_of(s) for s in (100.0, 90.0, 89.9, 70.0, 40.0, 39.9, float("nan"))] == [
+    assert [tier_of(s) for s in (100.0, 90.0, 89.9, 60.0, 30.0, 29.9, float("nan"))] == [
         Tier.PERFECT, Tier.PERFECT, Tier.GOOD, Tier.GOOD, Tier.OK, Tier.MISS, Tier.MISS,
     ]  # fmt: skip
 
