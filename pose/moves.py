@@ -18,10 +18,12 @@ from the move scores of the scoring benchmark (`bench.scoring`, sample footage, 
 
 from __future__ import annotations
 
+import csv
 import enum
 import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -103,3 +105,35 @@ def beat_times(samples: npt.ArrayLike, sample_rate: int) -> npt.NDArray[np.float
         raise ValueError(f"need mono samples (n,) and a sample rate > 0, got {y.shape}, {sample_rate}")
     _, beats = librosa.beat.beat_track(y=y, sr=sample_rate, units="time")
     return np.asarray(beats, dtype=np.float64)
+
+
+MOVES_NAME = "moves.csv"  # a reference's cut, beside its keypoints: columns move, start, end (ticks, end excluded)
+MOVES_COLUMNS = ("move", "start", "end")
+
+
+def write_moves(path: Path, moves: list[Move]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(MOVES_COLUMNS)
+        writer.writerows([m.index, m.start, m.end] for m in moves)
+
+
+def read_moves(path: Path, ticks: int) -> list[Move]:
+    """Read a reference's cut; the moves must be numbered 0.. and cover ticks 0..ticks-1 without gaps."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != MOVES_COLUMNS:
+        raise ValueError(f"{path}: not a moves CSV (expected columns {', '.join(MOVES_COLUMNS)})")
+    try:
+        moves = [Move(int(r[0]), int(r[1]), int(r[2])) for r in rows[1:]]
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"{path}: a row is not three whole numbers ({exc})") from exc
+    edges = [m.start for m in moves] + [moves[-1].end] if moves else []
+    if (
+        [m.index for m in moves] != list(range(len(moves)))
+        or edges[:1] != [0]
+        or edges[-1:] != [ticks]
+        or any(m.end != n.start for m, n in itertools.pairwise(moves))
+    ):
+        raise ValueError(f"{path}: moves must be numbered from 0 and cover ticks 0..{ticks - 1} without gaps")
+    return moves

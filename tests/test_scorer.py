@@ -14,7 +14,7 @@ from pose.audio import read_audio
 from pose.calibration import calibrated, chance_baseline, read_calibration, write_calibration
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.limbs import LIMB_OF_PART, Limb
-from pose.moves import Move, Tier, beat_moves, beat_times, fixed_moves, tier_of
+from pose.moves import Move, Tier, beat_moves, beat_times, fixed_moves, read_moves, tier_of, write_moves
 from pose.oneeuro import OneEuroFilter, smoothing_factor
 from pose.parts import MIRRORED, NUM_PARTS, BodyPart
 from pose.pipeline import Models, extract_video
@@ -79,6 +79,18 @@ def test_fixed_and_beat_moves_cover_the_reference() -> None:
     beats = [0.23, 0.88, 1.53, 2.18, 2.83, 3.46]
     assert beat_moves(beats, 40, FPS) == [Move(0, 0, 2), Move(1, 2, 15), Move(2, 15, 28), Move(3, 28, 40)]
     assert beat_moves([], 7, FPS) == [Move(0, 0, 7)]
+
+
+def test_a_reference_cut_round_trips_and_a_gap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "moves.csv"
+    write_moves(path, fixed_moves(25, FPS))
+    assert path.read_text() == "move,start,end\n0,0,10\n1,10,20\n2,20,25\n"
+    assert read_moves(path, 25) == fixed_moves(25, FPS)
+    with pytest.raises(ValueError, match=r"cover ticks 0\.\.25"):
+        read_moves(path, 26)
+    path.write_text("move,start,end\n0,0,10\n1,11,25\n")
+    with pytest.raises(ValueError, match="without gaps"):
+        read_moves(path, 25)
 
 
 def test_tiers_follow_the_thresholds() -> None:
