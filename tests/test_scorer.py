@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from pose.pipeline import Models, extract_video
 from pose.scorer import LATENCY_MIN_TICKS, Scorer
 from pose.similarity import Moments, PoseArrays, similarity
 from tests.live_support import cut_clip
+from tests.media import write_indexed_clip
 
 FPS = 10.0
 B = BodyPart
@@ -97,6 +99,17 @@ def test_tiers_follow_the_thresholds() -> None:
     assert [tier_of(s) for s in (100.0, 90.0, 89.9, 60.0, 30.0, 29.9, float("nan"))] == [
         Tier.PERFECT, Tier.PERFECT, Tier.GOOD, Tier.GOOD, Tier.OK, Tier.MISS, Tier.MISS,
     ]  # fmt: skip
+
+
+def test_the_sound_track_of_a_clip_is_read_as_mono_samples(tmp_path: Path) -> None:
+    """2 s of tone muxed under video read back at 22050 Hz (AAC adds at most a frame of priming at each end)."""
+    timestamps = [Fraction(i, 10) for i in range(20)]
+    with_audio = write_indexed_clip(tmp_path / "tone.mp4", timestamps, audio_seconds=2.0)
+    samples = read_audio(with_audio)
+    assert samples is not None and samples.ndim == 1 and samples.dtype == np.float32
+    assert abs(len(samples) - 2 * 22050) <= 2 * 1024 * 22050 // 48000 + 1
+    assert float(np.abs(samples).max()) > 0.1
+    assert read_audio(write_indexed_clip(tmp_path / "silent.mp4", timestamps)) is None
 
 
 def test_beat_moves_on_the_sample_music() -> None:
