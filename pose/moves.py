@@ -137,3 +137,15 @@ def read_moves(path: Path, ticks: int) -> list[Move]:
     ):
         raise ValueError(f"{path}: moves must be numbered from 0 and cover ticks 0..{ticks - 1} without gaps")
     return moves
+
+
+MIN_BEATS = 4
+
+
+def cut_moves(ticks: int, fps: float, samples: npt.ArrayLike | None, sample_rate: int) -> list[Move]:
+    """The reference's moves: on its beats when its audio has at least `MIN_BEATS` of them, else fixed windows."""
+    if samples is not None and np.size(samples):
+        beats = beat_times(samples, sample_rate)
+        if len(beats) >= MIN_BEATS:
+            return beat_moves(beats, ticks, fps)
+    return fixed_moves(ticks, fps)

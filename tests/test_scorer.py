@@ -15,7 +15,7 @@ from pose.audio import read_audio
 from pose.calibration import calibrated, chance_baseline, read_calibration, write_calibration
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.limbs import LIMB_OF_PART, Limb
-from pose.moves import Move, Tier, beat_moves, beat_times, fixed_moves, read_moves, tier_of, write_moves
+from pose.moves import Move, Tier, beat_moves, beat_times, cut_moves, fixed_moves, read_moves, tier_of, write_moves
 from pose.oneeuro import OneEuroFilter, smoothing_factor
 from pose.parts import MIRRORED, NUM_PARTS, BodyPart
 from pose.pipeline import Models, extract_video
@@ -124,6 +124,9 @@ def test_beat_moves_on_the_sample_music() -> None:
     assert moves[0].start == 0 and moves[-1].end == ticks
     assert all(m.start == prev.end for prev, m in itertools.pairwise(moves))
     assert {m.end - m.start for m in moves[1:-1]} <= {12, 13, 14}
+    assert cut_moves(ticks, FPS, samples, 22050) == moves
+    assert cut_moves(ticks, FPS, np.zeros(22050 * 5, np.float32), 22050) == fixed_moves(ticks, FPS)  # silence
+    assert cut_moves(ticks, FPS, None, 22050) == fixed_moves(ticks, FPS)
 
 
 # --- similarity and calibration
