@@ -53,6 +53,7 @@ bench: setup
 	$(PY) -m bench.offline
 	$(PY) -m bench.backends
 	$(PY) -m bench.live
+	$(PY) -m bench.scoring
 
 # The long reliability runs (soak, backpressure); figures to bench/results/reliability.json.
 soak: setup

@@ -99,9 +99,14 @@ SAMPLE_PAIR = Asset(
     "basketball1.png", "apt", "opencv-doc", f"{_OPENCV_DATA}/basketball1.png",
     "ba06f6701f7260998b430c39b6557f775497e6ce7b1a74f0b7ea6af371bf54a6", "BSD-3-Clause (OpenCV)",
 )  # fmt: skip
+# Music for beat-cut moves: a game soundtrack (55 s, 92 bpm) from a 3.4 MB package.
+SAMPLE_MUSIC = Asset(
+    "a7xpg-bgm2.ogg", "apt", "a7xpg-data", "usr/share/games/a7xpg/sounds/bgm2.ogg",
+    "fc2b65e4be40ada5eccfbc20371784476836442c6870c79d9db9961d1199af55", "BSD-2-Clause (Kenta Cho, A7Xpg)",
+)  # fmt: skip
 
 MODELS = (POSE_GRAPH, PERSON_GRAPH, *MOVENET_LIGHTNING, *MOVENET_THUNDER, *MOVENET_MULTIPOSE)
-SAMPLES = (SAMPLE_VIDEO, SAMPLE_SOLO, SAMPLE_PAIR)
+SAMPLES = (SAMPLE_VIDEO, SAMPLE_SOLO, SAMPLE_PAIR, SAMPLE_MUSIC)
 
 
 def sha256_of(path: Path) -> str:

@@ -111,6 +111,25 @@ def score_pose(
     return _result(sim[variant, row], common[variant, row], float(oks[variant, row]), int(row), bool(variant))
 
 
+def isotropic_points(
+    xy: FloatArray, conf: FloatArray, aspect: float, who: str = "pose"
+) -> tuple[npt.NDArray[np.float64], BoolArray]:
+    """Poses (..., 18, 2) in frame heights with missing parts zeroed, and their found masks (..., 18)."""
+    return _validated(xy, conf, aspect, who, ndim=max(2, np.ndim(xy)))
+
+
+def mirrored_points(pts: npt.NDArray[np.float64], found: BoolArray) -> tuple[npt.NDArray[np.float64], BoolArray]:
+    """`isotropic_points` as seen in a mirror (left and right swapped, x negated)."""
+    return pts[..., _MIRROR_INDEX, :] * np.array([-1.0, 1.0]), found[..., _MIRROR_INDEX]
+
+
+def oks_terms(
+    users: npt.NDArray[np.float64], dancers: npt.NDArray[np.float64], common: BoolArray, min_common: int = MIN_COMMON
+) -> tuple[npt.NDArray[np.float64], BoolArray]:
+    """Per-part OKS terms (..., 18) of broadcast pose pairs over their `common` parts, and which are comparable."""
+    return _similarities(users, dancers, common, min_common)
+
+
 def _validated(
     xy: FloatArray, conf: FloatArray, aspect: float, who: str, ndim: int
 ) -> tuple[npt.NDArray[np.float64], BoolArray]:

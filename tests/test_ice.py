@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
+from harness.server import settings_for
 from pose.pipeline import Models
 from server import SESSIONS, create_app
 from stream.ice import (
@@ -29,7 +30,7 @@ from stream.ice import (
     prepare_offer,
 )
 from stream.live import CONTROL_LABEL, peer_connection
-from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections, settings_for
+from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections
 
 pytest_plugins = ("tests.live_fixtures",)
 
