@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from stream.protocol import MAX_CONTROL_BYTES
 
 Message = str | bytes
+MAX_SCTP_MESSAGE = 65536  # aiortc's a=max-message-size: the largest message a data channel carries
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def corpus(duration: float, margin: float, seed: int = 9, flood: int = 2000, sto
     cases.append(Case("mutated", '{"type": "clock", "t": 1, "t": "x", "playing": true}', False))  # last key wins
     cases.append(Case("mutated", '{"type": "clock", "t": "x", "t": 1, "playing": true}', True))
     cases += [Case("wrong type", text, False) for text in TOP_LEVEL]
-    for depth in (10, 100, 400, 510, 2000, 100_000):
+    for depth in (10, 100, 400, 510, 2000, 20_000):
         nested = "[" * depth + "]" * depth
         cases.append(Case("deep nesting", nested, False))
         cases.append(Case("deep nesting", '{"type": "clock", "t": ' + nested[:800] + ', "playing": true}', False))
@@ -82,7 +83,7 @@ def corpus(duration: float, margin: float, seed: int = 9, flood: int = 2000, sto
         {"type": "clock", "t": 3.25, "playing": True, "pad": "\u00e9" * (padding - 8)}, ensure_ascii=False
     )
     cases.append(Case("max size", wide, False))  # fewer characters than the limit, more bytes
-    for size in (16 * 1024, 64 * 1024 - 1, 64 * 1024):
+    for size in (16 * 1024, MAX_SCTP_MESSAGE - 100):  # beyond the negotiated maximum a peer cannot send
         cases.append(Case("max size", clock(3.25, True, pad="y" * size), False))
     cases.append(Case("binary", valid.encode(), True))
     cases.append(Case("binary", valid.encode("utf-16"), True))  # json.loads detects UTF-16 and -32 in bytes
