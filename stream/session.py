@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -302,20 +302,6 @@ class LiveSession(Generic[F]):
         and mean inference time."""
         skipped, rate = self.sampler.skipped, self.webcam_rate.rate(now)
         return stats_message(self.processed, skipped, self.errors, output_fps, rate, self.fps, self.inference_s)
-
-    def metadata(self) -> dict[str, Any]:
-        """What the session was run with and how it went (`GET /api/sessions/{id}`): the pose backends of both
-        sides, tick rate, mirroring, tick counts and the warnings given at the start."""
-        return {
-            "pose": self.pose,
-            "dancer_pose": self.dancer.pose,
-            "tick_fps": self.fps,
-            "mirror": self.mirror,
-            "processed": self.processed,
-            "skipped": self.sampler.skipped,
-            "errors": self.errors,
-            "warnings": self.warnings,
-        }
 
     def finish(self) -> None:
         """The session has ended: keep its keypoints as CSV text, and drop the last analysis. Ended sessions are

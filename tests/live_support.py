@@ -18,7 +18,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from server import Settings
-from stream.limits import Rate
+from stream.rates import Rate
 from stream.references import ReferenceMeta
 
 REFERENCE_FPS = 10.0
