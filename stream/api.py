@@ -1,24 +1,5 @@
-"""HTTP handlers of the JSON/CSV API (docs/api.md); `server.py` wires them to routes and owns their lifetimes.
-
-    GET  /api/backends                     {"default", "backends": [names]}: the pose backends offered
-    GET  /api/references                   [{"id", "title", "fps", "duration_s", "ticks", "pose"}]
-    POST /api/references                   multipart: video, title?, fps? (10), pose? (the default backend)
-                                           → 202 {"id", "job"}; 413 over the limit
-    GET  /api/jobs                         jobs still queued or running (e.g. the sample being seeded)
-    GET  /api/jobs/{job}                   {"state": queued|running|done|failed, "progress": 0..1, "error", "reference",
-                                           "pose"}
-    GET  /api/references/{id}/video        H.264/AAC MP4 from t = 0; Range requests work
-    GET  /api/references/{id}/keypoints.csv
-    POST /api/offer                        {"sdp", "type": "offer", "reference", "fps"?, "mirror"?, "pose"?}
-                                           → {"sdp", "type", "session", "token", "pose", "warnings"}; 400 malformed,
-                                           404 unknown reference, 503 too many live sessions. "pose" defaults to the
-                                           backend that extracted the reference; "warnings" are for the user (e.g.
-                                           the two sides' keypoints come from different backends)
-    GET  /api/sessions/{session}           {"session", "reference", "pose", "dancer_pose", "tick_fps", "mirror",
-                                           "processed", "skipped", "errors", "warnings", "live", "end_reason"}
-    GET  /api/sessions/{session}/keypoints.csv and /scores.csv
-                                           these three with `Authorization: Bearer <token>` or ?token=: 403 without
-                                           a token, 404 for a wrong token or session (alike)
+"""HTTP handlers of the JSON/CSV API; `server.py` wires them to routes and owns their lifetimes. The API (routes,
+bodies, statuses) is described in docs/api.md and its messages are typed in stream.protocol.
 
 Errors are JSON `{"error": message}` with a 4xx/5xx status; the messages are meant for the page's user. Both
 POSTs may also get 403 (a foreign Origin), 413 (body over its limit) and 429 (rate limit), see stream.limits.
@@ -27,23 +8,20 @@ POSTs may also get 403 (a foreign Origin), 413 (body over its limit) and 429 (ra
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hmac
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
 from aiohttp import BodyPartReader, web
 
 from pose.media.video import VideoError, probe_video
-from pose.pipeline import ModelCatalog, Models
 from stream.limits import read_body
-from stream.live import OfferError, SessionRegistry, SessionRunner, parse_offer
+from stream.live import SessionRegistry, SessionRunner, SessionsFull
+from stream.protocol import OfferError, answer_message, parse_offer_body
 from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps, video_error_reason
-from stream.session import DancerPoses, LiveSession
+from stream.service import SessionService, UnknownReference
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +31,7 @@ MAX_PARTS = 8  # parts of an upload form (video, title, fps and a few a browser 
 MAX_OFFER_BYTES = 64 * 1024  # a browser's offer with all its candidates is 4-10 KiB
 DEFAULT_FPS = 10.0
 MAX_TITLE = 120
-
-SessionFactory = Callable[[DancerPoses, float | None, bool, Models], LiveSession[av.VideoFrame]]
+RETRY_AFTER_S = "60"  # what a client over the session cap is told to wait
 
 
 def api_error(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
@@ -232,24 +209,14 @@ def _fps(text: str | None) -> float:
 
 
 class SessionsApi:
-    """`POST /api/offer` (start a live session) and the token-protected session exports."""
+    """`POST /api/offer` (start a live session, stream.service) and the token-protected session exports."""
 
     def __init__(
-        self,
-        library: ReferenceLibrary,
-        registry: SessionRegistry,
-        executor: concurrent.futures.Executor,
-        new_session: SessionFactory,
-        models: ModelCatalog,
-        max_offer_bytes: int = MAX_OFFER_BYTES,
+        self, service: SessionService, registry: SessionRegistry, max_offer_bytes: int = MAX_OFFER_BYTES
     ) -> None:
-        self.library = library
+        self.service = service
         self.registry = registry
-        self.models = models
-        self.executor = executor
-        self.new_session = new_session
         self.max_offer_bytes = max_offer_bytes
-        self._dancers: dict[str, DancerPoses] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -260,60 +227,19 @@ class SessionsApi:
         ]
 
     async def offer(self, request: web.Request) -> web.Response:
-        """{"sdp", "type": "offer", "reference", "fps"?, "mirror"?, "pose"?}
-        → {"sdp", "type", "session", "token", "pose", "warnings"}."""
+        """An offer body (stream.protocol) → its answer; 400 unusable, 404 unknown reference, 503 over the cap."""
         body = await read_body(request, self.max_offer_bytes, "the offer")
         try:
-            offer = parse_offer(json.loads(body))
-        except (ValueError, RecursionError) as exc:  # OfferError, or not JSON (bad UTF-8, too deeply nested)
-            message = str(exc) if isinstance(exc, OfferError) else "the body must be a JSON object"
-            raise api_error(web.HTTPBadRequest, message) from None
-        meta = self.library.get(offer.reference)
-        if meta is None:
-            raise api_error(web.HTTPNotFound, "no such reference")
-        if offer.pose is not None:
-            try:
-                self.models.resolve(offer.pose)
-            except ValueError as exc:
-                raise api_error(web.HTTPBadRequest, f'"pose": {exc}') from None
-        dancer = await self._dancer(meta)
-        models = await self._models(offer.pose or meta.pose)
-        try:
-            session = self.new_session(dancer, offer.fps, offer.mirror, models)
-        except ValueError as exc:  # fps that does not divide the reference's tick rate
-            raise api_error(web.HTTPBadRequest, str(exc)) from None
-        self.registry.purge(asyncio.get_running_loop().time())
-        if len(self.registry.live()) >= self.registry.max_live:
-            raise api_error(
-                web.HTTPServiceUnavailable,
-                f"the server is busy: it runs at most {self.registry.max_live} live sessions at once; "
-                "try again in a minute",
-                headers={"Retry-After": "60"},
-            )
-        runner = SessionRunner(session, self.executor, meta.id)
-        try:
-            answer = await runner.answer(offer.sdp)
+            runner, answer = await self.service.start(parse_offer_body(body))
         except OfferError as exc:
-            await runner.close(f"bad offer: {exc}")
             raise api_error(web.HTTPBadRequest, str(exc)) from None
-        except BaseException:
-            await runner.close("failed to answer")
-            raise
-        self.registry.add(runner)
-        log.info(
-            "session %s: reference %s at %g ticks/s, mirror %s, %s (dancer: %s)",
-            *(runner.id, meta.id, session.fps, offer.mirror, session.pose, meta.pose),
-        )
-        return web.json_response(
-            {
-                "sdp": answer.sdp,
-                "type": answer.type,
-                "session": runner.id,
-                "token": runner.token,
-                "pose": session.pose,
-                "warnings": session.warnings,
-            }
-        )
+        except UnknownReference:
+            raise api_error(web.HTTPNotFound, "no such reference") from None
+        except SessionsFull as exc:
+            raise api_error(web.HTTPServiceUnavailable, str(exc), headers={"Retry-After": RETRY_AFTER_S}) from None
+        session = runner.session
+        message = answer_message(answer.sdp, answer.type, runner.id, runner.token, session.pose, session.warnings)
+        return web.json_response(message)
 
     async def metadata(self, request: web.Request) -> web.Response:
         runner = self._authorised(request)
@@ -339,21 +265,6 @@ class SessionsApi:
         if not hmac.compare_digest(token.encode(), expected.encode()) or runner is None:
             raise api_error(web.HTTPNotFound, "no such session, or the token does not match")
         return runner
-
-    async def _models(self, pose: str | None) -> Models:
-        """The models for `pose`; the reference's backend may be one this server no longer offers: then the
-        default (the session warns)."""
-        if pose is not None and pose not in self.models.names:
-            pose = None
-        return await asyncio.to_thread(self.models.get, pose)
-
-    async def _dancer(self, meta: ReferenceMeta) -> DancerPoses:
-        dancer = self._dancers.get(meta.id)
-        if dancer is None:
-            path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
-            dancer = await asyncio.to_thread(DancerPoses.from_csv, path, meta.fps, aspect, meta.pose)
-            self._dancers[meta.id] = dancer
-        return dancer
 
 
 def _token(request: web.Request) -> str:

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.contrib.media import MediaBlackhole, MediaPlayer, MediaRecorder
 from aiortc.mediastreams import MediaStreamError
 
-from stream.live import CONTROL_LABEL, peer_connection
+from stream.live import peer_connection
+from stream.protocol import CONTROL_LABEL, clock_message, offer_body, parse_answer, parse_server_message
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ SETTLE_S = 1.0  # after the clock stops: time for the last analysis and its scor
 # (frame, loop time). Convert frames in a hook with a `stream.tracks.BgrConverter` of its own, not `to_ndarray`:
 # aiortc's encoder thread may be converting the same frame, and PyAV's per-frame scaler is not thread-safe.
 FrameHook = Callable[[av.VideoFrame, float], None]
+# Runs beside the clock once connected, with the control channel (tests send hostile messages on it).
+ChannelHook = Callable[[RTCDataChannel], Coroutine[Any, Any, None]]
 
 
 class ClientError(RuntimeError):
@@ -66,6 +69,7 @@ class ClientResult:
     scores: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] | None = None
     stats_log: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (loop time received, message)
+    end_reason: str | None = None  # the server's `end` message, if it ended the session
     keypoints_csv: str = ""
     scores_csv: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
@@ -146,11 +150,13 @@ async def run_session(
     pose: str | None = None,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
+    on_connected: ChannelHook | None = None,
 ) -> ClientResult:
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
     out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv and session.json there. `pose`: the
-    server's pose backend for this session (default: the one that extracted the reference)."""
+    server's pose backend for this session (default: the one that extracted the reference). `on_connected` runs
+    beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
@@ -173,7 +179,13 @@ async def run_session(
             await sink.start()
             await drains.start()
             await _wait_connected(pc, channel, webcam)
-            await _drive_clock(channel, webcam, start, limit, result)
+            beside = asyncio.create_task(on_connected(channel)) if on_connected is not None else None
+            try:
+                await _drive_clock(channel, webcam, start, limit, result)
+            finally:
+                if beside is not None:
+                    beside.cancel()
+                    await asyncio.gather(beside, return_exceptions=True)
             await asyncio.sleep(SETTLE_S)
             result.frames_sent, result.frames_received = webcam.count, returned[0].count if returned else 0
         finally:
@@ -218,24 +230,30 @@ async def _connect(
 
     pc.addTrack(webcam)
     await pc.setLocalDescription(await pc.createOffer())
-    body = {"sdp": pc.localDescription.sdp, "type": "offer", **{k: v for k, v in fields.items() if v is not None}}
-    async with http.post(f"{base}/api/offer", json=body) as response:
+    body = offer_body(pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"])
+    async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
-        answer = await response.json()
+        try:
+            answer = parse_answer(await response.json())
+        except ValueError as exc:
+            raise ClientError(f"starting the session: {exc}") from None
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
     result = ClientResult(answer["session"], answer["token"], fps=fields["fps"] or 0.0, reference_fps=0.0)
-    result.pose, result.warnings = str(answer.get("pose", "")), list(answer.get("warnings", []))
+    result.pose, result.warnings = answer["pose"] or "", answer["warnings"]
 
     @channel.on("message")
     def on_message(message: str | bytes) -> None:
-        with contextlib.suppress(ValueError):
-            data = json.loads(message)
-            if isinstance(data, dict) and data.get("type") == "score":
-                result.scores.append(data)
-            elif isinstance(data, dict) and data.get("type") == "stats":
-                result.stats = data
-                result.stats_log.append((asyncio.get_running_loop().time(), data))
-                result.fps = float(data.get("tick_fps", result.fps))
+        data = parse_server_message(message)
+        if data is None:
+            return
+        if data["type"] == "score":
+            result.scores.append(dict(data))
+        elif data["type"] == "stats":
+            result.stats = dict(data)
+            result.stats_log.append((asyncio.get_running_loop().time(), result.stats))
+            result.fps = float(data["tick_fps"])
+        elif data["type"] == "end":
+            result.end_reason = data["reason"]
 
     return result, channel, returned
 
@@ -265,13 +283,13 @@ async def _drive_clock(
         if t >= limit:
             t = limit
             break
-        channel.send(json.dumps({"type": "clock", "t": t, "playing": True}))
+        channel.send(clock_message(t, True))
         result.clock_start = t if result.clock_start is None else result.clock_start
         result.clock_end = t
         result.clock_messages += 1
         await asyncio.sleep(CLOCK_INTERVAL_S)
     if channel.readyState == "open":
-        channel.send(json.dumps({"type": "clock", "t": t, "playing": False}))
+        channel.send(clock_message(t, False))
         result.clock_end = t
 
 

@@ -108,12 +108,22 @@ class TickSampler:
         return self.taken + self.skipped
 
     def tick_at(self, ref_time: float) -> int:
-        """The tick whose time has most recently been reached at `ref_time` (may be < 0 or >= total_ticks)."""
-        return math.floor(ref_time * self.fps + 1e-9)
+        """The tick whose time has most recently been reached at `ref_time`, clamped to -1..total_ticks (so any
+        finite time, however absurd, gives a small integer; -1 and total_ticks stand for before and after)."""
+        position = ref_time * self.fps + 1e-9
+        if not position < self.total_ticks:  # also +inf
+            return self.total_ticks
+        if not position >= 0:  # also -inf
+            return -1
+        return math.floor(position)
 
     def take(self, ref_time: float | None) -> int | None:
-        """The tick this frame samples (reference time `ref_time` s), or None: nothing new, or no time yet."""
+        """The tick this frame samples (reference time `ref_time` s), or None: nothing new, or no time yet. A
+        time that is not finite samples nothing and counts as a seek."""
         if ref_time is None:
+            return None
+        if not math.isfinite(ref_time):
+            self._last_ref = None
             return None
         last, self._last_ref = self._last_ref, ref_time
         k = self.tick_at(ref_time)

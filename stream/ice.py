@@ -23,8 +23,8 @@ they name the very address the browser's checks come from. Resolving longer, or 
 would only make a remote server wait longer for nothing.
 
 Giving up is then the server's job: `peer_unheard` says when an offer whose usable candidates are all names has
-given the server no peer-reflexive candidate for `PEER_CHECK_TIMEOUT_S` after the answer (the browser starts
-checking as soon as it has the answer; without a check no pair can form). Offers with addresses only keep
+given the server no peer-reflexive candidate by `SessionLimits.peer_check_timeout_s` after the answer (the
+browser starts checking as soon as it has the answer; without a check no pair can form). Offers with addresses only keep
 `a=end-of-candidates`, so aioice fails them itself when every pair has failed.
 
 `check_pairing` refuses, before a 200, an answer that cannot connect: the server offers no UDP address of its own,
@@ -40,7 +40,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PEER_CHECK_TIMEOUT_S = 5.0  # after the answer: no resolved or learned peer address by then, no pair can form
 END_OF_CANDIDATES = "a=end-of-candidates"
 _MDNS = re.compile(r"[A-Za-z0-9-]{1,63}\.local")  # aioice's test, so both sides agree on what is a name
 
@@ -163,13 +162,14 @@ def check_pairing(offer: OfferIce, answer_sdp: str) -> None:
     )
 
 
-def peer_unheard(offer: OfferIce, remote_addresses: Sequence[str], since_answer_s: float) -> str | None:
-    """Why the session cannot connect, once an offer of names only has given the server no peer address
-    (`remote_addresses`: the remote candidates the ICE transport knows, resolved or learned) for
-    PEER_CHECK_TIMEOUT_S after the answer; None while a pair may still form."""
-    if not offer.names_only or remote_addresses or since_answer_s < PEER_CHECK_TIMEOUT_S:
+def peer_unheard(offer: OfferIce, remote_addresses: Sequence[str], waited_s: float) -> str | None:
+    """Why the session cannot connect, when an offer of names only has given the server no peer address
+    (`remote_addresses`: the remote candidates the ICE transport knows, resolved or learned) in the `waited_s`
+    seconds since the answer; None while a pair may still form. When to ask is the session core's timer
+    (`SessionLimits.peer_check_timeout_s`)."""
+    if not offer.names_only or remote_addresses:
         return None
     return (
-        f"no connectivity check from the browser reached the server within {PEER_CHECK_TIMEOUT_S:g} s, and its "
+        f"no connectivity check from the browser reached the server within {waited_s:.0f} s, and its "
         "mDNS candidates (.local names) do not resolve from here: the browser cannot reach the server's addresses"
     )

@@ -1,7 +1,7 @@
 """Per-client rate limits and the cross-origin rule, as one aiohttp middleware (`guard_middleware`).
 
-The pure parts (`RateLimiter`, `origin_allowed`) take the time and the request's facts as arguments, so they are
-tested without a server.
+The pure parts (`origin_allowed`, and `RateLimiter` in stream.rates) take the time and the request's facts as
+arguments, so they are tested without a server.
 
 * Rate limits: a token bucket per client address and per limited route (`POST /api/offer`, `POST /api/references`).
   A request over the limit gets 429 with `Retry-After` before its body is read. Every attempt counts, refused or
@@ -21,57 +21,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from stream.rates import Rate, RateLimiter
+
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE_S = 600
-MAX_TRACKED_CLIENTS = 10_000  # buckets kept per limiter; the least recently seen are forgotten first
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Rate:
-    """`burst` requests at once, refilled at `per_minute` requests a minute."""
-
-    burst: int
-    per_minute: float
-
-    def __post_init__(self) -> None:
-        if self.burst < 1 or not (math.isfinite(self.per_minute) and self.per_minute > 0):
-            raise ValueError(f"a rate needs burst >= 1 and per_minute > 0, got {self}")
-
-
-class RateLimiter:
-    """Token buckets keyed by client. `take(client, now)` → 0 when allowed, else seconds until it would be."""
-
-    def __init__(self, rate: Rate, max_clients: int = MAX_TRACKED_CLIENTS) -> None:
-        self.rate = rate
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client → (tokens, at)
-
-    def take(self, client: str, now: float) -> float:
-        per_s = self.rate.per_minute / 60
-        tokens, at = self._buckets.pop(client, (float(self.rate.burst), now))
-        tokens = min(float(self.rate.burst), tokens + max(0.0, now - at) * per_s)
-        allowed = tokens >= 1
-        self._buckets[client] = (tokens - 1 if allowed else tokens, now)
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return 0.0 if allowed else (1 - tokens) / per_s
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 def origin_allowed(origin: str, host: str, allowed: Collection[str]) -> bool:

@@ -1,26 +1,23 @@
 """The asyncio/aiortc shell of a live session: the peer connection, its `control` data channel, the webcam
-consumer, the inference loop (one analysis in flight, in a shared executor) and the session's end.
+consumer, the inference loop (one analysis in flight, in a shared executor), the timer and the session's end.
 
-`LiveSession` (stream.session) decides what to process; this module only moves frames, messages and time.
+`LiveSession` (stream.session) decides what to process and `SessionCore` (stream.core) when the session ends and
+what a control message is worth; this module only moves frames, messages and time. The messages are typed in
+stream.protocol and described in docs/api.md.
 
-Messages on `control` (JSON text):
-    page → server  {"type": "clock", "t": dancer media time (s), "playing": bool}, >= 10 per second
-    server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part name | null} per processed tick
-                   {"type": "stats", "processed", "skipped", "errors", "fps" (returned track), "webcam_fps",
-                    "tick_fps", "inference_ms"} every second
+Nothing a peer does can raise into aiortc: every handler aiortc calls is guarded (a failure is counted, logged
+once per session, and the session goes on), and every task of the session is supervised: one that dies ends the
+session with a reason, which the page is told in an `end` message before the connection closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
-import math
 import secrets
 from collections import deque
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import av
@@ -29,62 +26,20 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import SessionDescription
 
 from pose.types import FrameAnalysis
+from stream.core import SessionCore, SessionLimits
 from stream.ice import IceError, OfferIce, check_pairing, peer_unheard, prepare_offer
 from stream.memory import release_free_memory
+from stream.protocol import CONTROL_LABEL, OfferError, ServerMessage, SessionRecord, encode, end_message
 from stream.sdpcheck import SdpError, check_sdp
-from stream.session import LiveSession, RateMeter, TickResult
+from stream.session import LiveSession, TickResult
 from stream.tracks import AnnotatedTrack, BgrConverter, LatestFrame, consume
 
 log = logging.getLogger(__name__)
 
-CONTROL_LABEL = "control"
-FPS_RANGE = (0.1, 60.0)  # a session's ticks per second
-MAX_POSE_NAME = 40
-STATS_INTERVAL_S = 1.0
-CONNECT_TIMEOUT_S = 30.0  # an offer whose ICE/DTLS never completes is dropped after this
-MEDIA_TIMEOUT_S = 10.0  # a connected client that sends no webcam frame and no clock message this long is gone
-WATCH_INTERVAL_S = 1.0
 AGE_SAMPLES = 2000  # frame ages kept for the backpressure figures
-
-
-class OfferError(ValueError):
-    """The offer cannot start a session; the message is for the client."""
-
-
-@dataclass(frozen=True)
-class OfferRequest:
-    """A validated `POST /api/offer` body. fps None means the reference's own tick rate; pose None, the pose
-    backend that extracted the reference (so both sides are placed alike)."""
-
-    sdp: str
-    reference: str
-    fps: float | None
-    mirror: bool
-    pose: str | None = None
-
-
-def parse_offer(body: object) -> OfferRequest:
-    """Validate the JSON body of `POST /api/offer` (OfferError with a message for the client otherwise)."""
-    if not isinstance(body, dict):
-        raise OfferError("expected a JSON object with sdp, type, reference")
-    sdp, kind, reference = body.get("sdp"), body.get("type"), body.get("reference")
-    fps, mirror, pose = body.get("fps"), body.get("mirror", True), body.get("pose")
-    if kind != "offer":
-        raise OfferError('"type" must be "offer"')
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise OfferError('"sdp" must be a non-empty string')
-    if not isinstance(reference, str) or not reference:
-        raise OfferError('"reference" must be a reference id (a string)')
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps)):
-        raise OfferError('"fps" must be a number')
-    if fps is not None and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
-        raise OfferError(f'"fps" must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} ticks per second')
-    if not isinstance(mirror, bool):
-        raise OfferError('"mirror" must be true or false')
-    if pose is not None and not (isinstance(pose, str) and 0 < len(pose) <= MAX_POSE_NAME):
-        raise OfferError('"pose" must be the name of a pose backend')
-    check_offer_sdp(sdp)
-    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose)
+END_FLUSH_S = 1.0  # at most this long for the `end` message to leave before the connection closes
+# What each task does, for the sentence that tells the user why their session ended when it dies.
+TASK_WORK = {"webcam": "reading your webcam", "inference": "the pose analysis", "drain": "reading your other tracks"}
 
 
 def check_offer_sdp(sdp: str) -> None:
@@ -109,22 +64,6 @@ def check_offer_sdp(sdp: str) -> None:
         raise OfferError(f'the offer has no data channel: create the "{CONTROL_LABEL}" channel before the offer')
 
 
-def parse_clock(message: str | bytes) -> tuple[float, bool] | None:
-    """(t, playing) from a `{"type": "clock", "t": s, "playing": bool}` message; None for anything else."""
-    try:
-        data = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("type") != "clock":
-        return None
-    t, playing = data.get("t"), data.get("playing")
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
-        return None
-    if not isinstance(playing, bool):
-        return None
-    return float(t), playing
-
-
 def peer_connection() -> RTCPeerConnection:
     """No STUN/TURN servers: aiortc's default would query a public STUN server; host candidates suffice here."""
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -133,15 +72,18 @@ def peer_connection() -> RTCPeerConnection:
 class SessionRunner:
     """Runs one `LiveSession` over one peer connection until either side ends it.
 
-    The session ends when the peer connection fails or closes, the control channel closes, it never connects
-    within `CONNECT_TIMEOUT_S`, or, once connected, nothing (no webcam frame, no clock message) arrives for
-    `MEDIA_TIMEOUT_S` (a killed client: ICE consent would only fail it after ~30 s). Then every task is
-    cancelled, the in-flight analysis (if any) is waited for, the tracks are stopped and the peer connection
-    closed; the results stay in `session`.
+    The session ends when its `SessionCore` says so (timeouts, the connection failing or closing), when the
+    control channel closes, or when one of its tasks dies. Then the page is sent `{"type": "end", "reason"}`,
+    every task is cancelled, the in-flight analysis (if any) is waited for, the tracks are stopped and the peer
+    connection closed; the results stay in `session`.
     """
 
     def __init__(
-        self, session: LiveSession[av.VideoFrame], executor: concurrent.futures.Executor, reference: str = ""
+        self,
+        session: LiveSession[av.VideoFrame],
+        executor: concurrent.futures.Executor,
+        reference: str = "",
+        limits: SessionLimits | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.reference = reference
@@ -152,25 +94,26 @@ class SessionRunner:
         self.end_reason = ""
         self._executor = executor
         self._loop = asyncio.get_running_loop()
+        self.core: SessionCore[av.VideoFrame] = SessionCore(session, limits or SessionLimits(), self._loop.time())
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._inflight: concurrent.futures.Future[TickResult] | None = None
         self._latest = LatestFrame()
         self._to_bgr = BgrConverter()  # the analyzer thread's own (see BgrConverter)
-        self._output_rate = RateMeter()
         self._tracks: list[MediaStreamTrack] = []
         self._channel: RTCDataChannel | None = None
         self._webcam: MediaStreamTrack | None = None
         self._logged_error = False
+        self.ignored_channels = 0
         self._ice: OfferIce | None = None
-        self._heard_at = self._loop.time()  # last webcam frame or control message (loop time)
         self._pending_at = 0.0  # arrival (loop time) of the frame in the mailbox
         self.peak_depth = 0  # most frames held at once between the webcam and the analyzer (mailbox + in flight)
         self.frame_ages: deque[float] = deque(maxlen=AGE_SAMPLES)  # s from a frame's arrival to its analysis
-        self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("track", self._guarded(self._on_track, "track"))
+        self.pc.on("datachannel", self._guarded(self._on_datachannel, "datachannel"))
+        self.pc.on("connectionstatechange", self._guarded(self._on_connection_state, "connection state"))
 
     @property
     def live(self) -> bool:
@@ -199,36 +142,69 @@ class SessionRunner:
             log.info("session %s: offer refused by aiortc: %r", self.id, exc)
             raise OfferError(f"the offer could not be used ({type(exc).__name__})") from None
         self._spawn(self._inference_loop(), "inference")
-        self._spawn(self._stats_loop(), "stats")
-        self._spawn(self._watchdog(), "watchdog")
+        if self._ice.names_only:
+            self.core.expect_peer(self._loop.time())
+        self._arm()
         return pc.localDescription
 
     def end(self, reason: str) -> asyncio.Task[None]:
-        """Start closing (idempotent); the returned task finishes when the session is fully closed."""
+        """Start closing (idempotent; the first reason stands); the returned task finishes when the session is
+        fully closed."""
+        self.core.end(reason)
         if self._closing is None:
-            self._closing = asyncio.create_task(self._close(reason), name=f"session-{self.id}-close")
+            closing = self._close(self.core.end_reason or reason)
+            self._closing = asyncio.create_task(closing, name=f"session-{self.id}-close")
+            self._closing.add_done_callback(self._closed)
         return self._closing
 
     async def close(self, reason: str = "closed by the server") -> None:
         await asyncio.shield(self.end(reason))
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> SessionRecord:
         """The session's record (`GET /api/sessions/{id}`)."""
-        ended = {"live": self.live, "end_reason": self.end_reason or None}
-        return {"session": self.id, "reference": self.reference, **self.session.metadata(), **ended}
+        s = self.session
+        return {
+            "session": self.id,
+            "reference": self.reference,
+            "pose": s.pose,
+            "dancer_pose": s.dancer.pose,
+            "tick_fps": s.fps,
+            "mirror": s.mirror,
+            "processed": s.processed,
+            "skipped": s.sampler.skipped,
+            "errors": s.errors,
+            "warnings": s.warnings,
+            "control": self.core.counts(),
+            "live": self.live,
+            "end_reason": self.end_reason or None,
+        }
 
     def task_names(self) -> list[str]:
         """Names of this session's tasks still running (for tests and diagnostics)."""
         prefix = f"session-{self.id}-"
         return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(prefix) and not t.done()]
 
-    # --- peer connection events
+    # --- peer connection events (each one guarded: see _guarded)
+
+    def _guarded(self, handler: Callable[..., None], what: str) -> Callable[..., None]:
+        """`handler` as aiortc may call it: an exception is counted and logged once per session, never raised
+        into aiortc (whose receive loops it would tear down)."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                handler(*args)
+            except Exception:
+                if self.core.handler_failed():
+                    log.exception("session %s: the %s handler failed (later failures are only counted)", self.id, what)
+
+        return guarded
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tracks.append(track)
         if track.kind == "video" and self._webcam is None:
             self._webcam = track
-            self._spawn(consume(track, self._latest, self._on_frame), "webcam")
+            on_frame = self._guarded(self._on_frame, "webcam frame")
+            self._spawn(consume(track, self._latest, on_frame), "webcam", on_return="your webcam stopped sending video")
             annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent)
             self._tracks.append(annotated)
             if self.pc is not None:
@@ -238,41 +214,79 @@ class SessionRunner:
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != CONTROL_LABEL or self._channel is not None:
-            log.info("session %s: ignoring data channel %r", self.id, channel.label)
+            self.ignored_channels += 1
+            if self.ignored_channels == 1:
+                log.info("session %s: ignoring data channel %.40r (and any more)", self.id, channel.label)
             return
         self._channel = channel
-        channel.on("message", self._on_message)
-        channel.on("close", lambda: self.end("control channel closed"))
+        channel.on("message", self._guarded(self._on_message, "control message"))
+        channel.on("close", self._guarded(lambda: self._end_soon("the page closed the control channel"), "close"))
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState if self.pc is not None else "closed"
         log.debug("session %s: connection %s", self.id, state)
-        if state == "connected":
-            self._heard_at = self._loop.time()
-        if state in ("failed", "closed"):
-            self.end(f"connection {state}")
+        self.core.connection_state(state, self._loop.time())
+        self._after_event()
 
     def _on_message(self, message: str | bytes) -> None:
-        self._heard_at = self._loop.time()
-        clock = parse_clock(message)
-        if clock is None:
-            log.debug("session %s: ignoring message %.80r", self.id, message)
-            return
-        self.session.on_clock(*clock, now=self._loop.time())
+        self.core.on_control(message, self._loop.time())
 
     def _on_frame(self, frame: av.VideoFrame, now: float) -> None:
-        self._heard_at = now
         capture = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-        if self.session.on_frame(frame, now, capture):
+        if self.core.on_frame(frame, now, capture):
             self._pending_at = now
             self.peak_depth = max(self.peak_depth, 1 + (self._inflight is not None and not self._inflight.done()))
             self._wake.set()
 
     def _on_sent(self) -> None:
-        self._output_rate.add(self._loop.time())
+        self.core.on_sent(self._loop.time())
 
     def _annotation(self) -> FrameAnalysis | None:
         return self.session.annotation(self._loop.time())
+
+    def _end_soon(self, reason: str) -> None:
+        self.core.end(reason)
+        self._after_event()
+
+    # --- the timer (the core decides; this only arms loop.call_at)
+
+    def _arm(self) -> None:
+        when = self.core.get_timer()
+        if self._timer is not None and (when is None or self._timer.when() > when):
+            self._timer.cancel()
+            self._timer = None
+        if when is not None and self._timer is None and self._closing is None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._check_peer()
+            stats = self.core.handle_timer(self._loop.time())
+            if stats is not None:
+                self._send(stats)
+        except Exception:
+            log.exception("session %s: the session's timer failed", self.id)
+            self.core.end("an internal error stopped the session's timer")
+        self._after_event()
+
+    def _check_peer(self) -> None:
+        """When the core says so, ask stream.ice whether an mDNS-only offer's browser has reached us yet."""
+        now = self._loop.time()
+        if self._ice is not None and self.core.peer_check_due(now):
+            self.core.peer_checked(peer_unheard(self._ice, self._remote_addresses(), self.core.since_peer(now)))
+
+    def _remote_addresses(self) -> list[str]:
+        """The peer's candidates the ICE transports know: signalled, mDNS-resolved or learned from its checks."""
+        transports = {t.receiver.transport.transport for t in self.pc.getTransceivers()} if self.pc else set()
+        return [c.ip for transport in transports for c in transport.getRemoteCandidates()]
+
+    def _after_event(self) -> None:
+        """After anything that may have changed the core's decision: end the session, or re-arm the timer."""
+        if self.core.end_reason is not None:
+            self.end(self.core.end_reason)
+        else:
+            self._arm()
 
     # --- tasks
 
@@ -304,50 +318,47 @@ class SessionRunner:
             log.exception("session %s: analysis of tick %d failed (later failures are only counted)", self.id, tick)
             self._logged_error = True
 
-    async def _stats_loop(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_INTERVAL_S)
-            now = self._loop.time()
-            self._send(self.session.stats(now, self._output_rate.rate(now)))
+    def _send(self, message: ServerMessage) -> None:
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            try:
+                channel.send(encode(message))
+            except (InvalidStateError, ConnectionError) as exc:  # closing under our feet: the end is near anyway
+                log.debug("session %s: could not send %s: %r", self.id, message["type"], exc)
 
-    async def _watchdog(self) -> None:
-        """End a session that never connects, or whose client has gone silent (killed, unplugged)."""
-        started = self._loop.time()
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            now = self._loop.time()
-            connected = self.pc is not None and self.pc.connectionState == "connected"
-            unheard = self._ice and peer_unheard(self._ice, self._remote_addresses(), now - started)
-            if not connected and unheard:
-                self.end(unheard)
-                return
-            if not connected and self._webcam_frames() == 0 and now - started >= CONNECT_TIMEOUT_S:
-                self.end(f"not connected after {CONNECT_TIMEOUT_S:g} s")
-                return
-            if (connected or self._webcam_frames() > 0) and now - self._heard_at >= MEDIA_TIMEOUT_S:
-                self.end(f"nothing from the client for {MEDIA_TIMEOUT_S:g} s")
-                return
-
-    def _remote_addresses(self) -> list[str]:
-        """The peer's candidates the ICE transports know: signalled, mDNS-resolved or learned from its checks."""
-        transports = {t.receiver.transport.transport for t in self.pc.getTransceivers()} if self.pc else set()
-        return [c.ip for transport in transports for c in transport.getRemoteCandidates()]
-
-    def _webcam_frames(self) -> int:
-        return self.session.frames
-
-    def _send(self, message: dict[str, Any]) -> None:
-        if self._channel is not None and self._channel.readyState == "open":
-            self._channel.send(json.dumps(message))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str, on_return: str | None = None) -> None:
+        """Run `coro` as one of the session's tasks, supervised: if it raises, is cancelled by anyone but the
+        session's end, or returns while `on_return` is set, the session ends with a reason."""
         task = asyncio.create_task(coro, name=f"session-{self.id}-{name}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._task_done(done, name, on_return))
+
+    def _task_done(self, task: asyncio.Task[None], name: str, on_return: str | None) -> None:
+        self._tasks.discard(task)
+        work = TASK_WORK.get(name.partition("-")[0], name)
+        if task.cancelled():
+            if self._closing is None:
+                log.error("session %s: its %s task was cancelled", self.id, name)
+                self._end_soon(f"the server stopped {work} (an internal error)")
+            return
+        exc = task.exception()  # retrieved here, so never "never retrieved"
+        if exc is not None:
+            log.error("session %s: its %s task failed", self.id, name, exc_info=exc)
+            self._end_soon(f"an internal error stopped {work}")
+        elif on_return is not None:
+            self._end_soon(on_return)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s: closing failed", self.id, exc_info=task.exception())
 
     async def _close(self, reason: str) -> None:
         log.info("session %s ends: %s", self.id, reason)
         self.end_reason = reason
+        self._send(end_message(reason))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -357,17 +368,18 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
-        # Ended sessions are kept `retention_s` for their results: drop the unprocessed frame, and the scaler (its
-        # swscale context holds megabytes of buffers, which many short sessions would pin).
+        # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
+        # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
         self.session.take_pending()
         self.session.finish()
         self._to_bgr = BgrConverter()
+        await self._flush_channel()
         if self.pc is not None:
             await self.pc.close()
         self.pc, self._channel, self._webcam, self._inflight = None, None, None, None
         self._tracks.clear()
         # What the session's codecs, frames and converters used is freed by now, but it leaves holes in malloc's
-        # heaps that glibc keeps for good (stream.memory); the trim runs in a worker thread.
+        # heaps that glibc keeps for good: ~3 MiB of RSS a session without this (stream.memory). A few ms.
         trim_s = await asyncio.to_thread(release_free_memory)
         self.ended_at = self._loop.time()
         s = self.session
@@ -375,6 +387,42 @@ class SessionRunner:
             "session %s: %d ticks processed, %d skipped, %d errors; memory trimmed in %.3f s",
             *(self.id, s.processed, s.sampler.skipped, s.errors, trim_s),
         )
+
+    async def _flush_channel(self) -> None:
+        """Give the `end` message up to END_FLUSH_S to leave before the connection closes."""
+        deadline = self._loop.time() + END_FLUSH_S
+        channel = self._channel
+        while channel is not None and channel.readyState == "open" and channel.bufferedAmount > 0:
+            if self._loop.time() >= deadline:
+                return
+            await asyncio.sleep(0.02)
+
+
+class SessionsFull(Exception):
+    """The server already runs its maximum of live sessions."""
+
+    def __init__(self, max_live: int) -> None:
+        super().__init__(f"the server is busy: it runs at most {max_live} live sessions at once; try again in a minute")
+        self.max_live = max_live
+
+
+class Reservation:
+    """A place under the session cap, held from before an offer's first await: `fill` it with the session, or
+    `release` it (both idempotent)."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self._registry: SessionRegistry | None = registry
+
+    def fill(self, runner: SessionRunner) -> None:
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.reserved -= 1
+            registry.sessions[runner.id] = runner
+
+    def release(self) -> None:
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.reserved -= 1
 
 
 class SessionRegistry:
@@ -384,12 +432,18 @@ class SessionRegistry:
         self.retention_s = retention_s
         self.max_live = max_live
         self.sessions: dict[str, SessionRunner] = {}
+        self.reserved = 0  # places taken by offers being answered
+
+    def reserve(self, now: float) -> Reservation:
+        """Take a place under the cap at once (no await), or SessionsFull; `now`: loop time, for the purge."""
+        self.purge(now)
+        if len(self.live()) + self.reserved >= self.max_live:
+            raise SessionsFull(self.max_live)
+        self.reserved += 1
+        return Reservation(self)
 
     def live(self) -> list[SessionRunner]:
         return [r for r in self.sessions.values() if r.live]
-
-    def add(self, runner: SessionRunner) -> None:
-        self.sessions[runner.id] = runner
 
     def get(self, session_id: str) -> SessionRunner | None:
         return self.sessions.get(session_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,7 @@ from pose.ticks import tick_time
 from pose.types import Detections, FrameAnalysis
 from stream.clock import ReferenceClock, TickSampler
 from stream.csvsafe import csv_text
+from stream.protocol import ScoreMessage, StatsMessage, score_message, stats_message
 
 F = TypeVar("F")  # a webcam frame, opaque here
 SCORE_COLUMNS = ("tick", "time_s", "score", "worst")
@@ -82,10 +83,9 @@ class TickScore:
     score: float
     worst: BodyPart | None
 
-    def message(self) -> dict[str, Any]:
+    def message(self) -> ScoreMessage:
         """The `score` message on the control channel."""
-        worst = self.worst.key if self.worst is not None else None
-        return {"type": "score", "tick": self.tick, "t": self.time_s, "score": round(self.score, 2), "worst": worst}
+        return score_message(self.tick, self.time_s, self.score, self.worst.key if self.worst is not None else None)
 
     def csv_row(self) -> list[str]:
         worst = self.worst.key if self.worst is not None else ""
@@ -289,36 +289,19 @@ class LiveSession(Generic[F]):
         return self._latest[0]
 
     @property
+    def duration_s(self) -> float:
+        """The reference's length: its ticks over its tick rate."""
+        return self.dancer.ticks / self.dancer.fps
+
+    @property
     def processed(self) -> int:
         return len(self.scores)
 
-    def stats(self, now: float, output_fps: float) -> dict[str, Any]:
+    def stats(self, now: float, output_fps: float) -> StatsMessage:
         """The `stats` message: ticks processed/skipped so far, returned-track and webcam frame rates, tick rate
         and mean inference time."""
-        return {
-            "type": "stats",
-            "processed": self.processed,
-            "skipped": self.sampler.skipped,
-            "errors": self.errors,
-            "fps": round(output_fps, 2),
-            "webcam_fps": round(self.webcam_rate.rate(now), 2),
-            "tick_fps": self.fps,
-            "inference_ms": round(1000 * self.inference_s, 1),
-        }
-
-    def metadata(self) -> dict[str, Any]:
-        """What the session was run with and how it went (`GET /api/sessions/{id}`): the pose backends of both
-        sides, tick rate, mirroring, tick counts and the warnings given at the start."""
-        return {
-            "pose": self.pose,
-            "dancer_pose": self.dancer.pose,
-            "tick_fps": self.fps,
-            "mirror": self.mirror,
-            "processed": self.processed,
-            "skipped": self.sampler.skipped,
-            "errors": self.errors,
-            "warnings": self.warnings,
-        }
+        skipped, rate = self.sampler.skipped, self.webcam_rate.rate(now)
+        return stats_message(self.processed, skipped, self.errors, output_fps, rate, self.fps, self.inference_s)
 
     def finish(self) -> None:
         """The session has ended: keep its keypoints as CSV text, and drop the last analysis. Ended sessions are

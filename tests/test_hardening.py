@@ -1,6 +1,6 @@
 """Hostile input against the real app: malformed offers (a seeded fuzz of a real
-aiortc offer), the body/session/rate limits, paths and ids, authorisation of session exports, CSV injection
-and cross-origin requests. Each test prints what it saw; it asserts exact outcomes."""
+aiortc offer), the body/session/rate limits, paths and ids, authorisation of session exports, CSV injection,
+cross-origin requests and a crowd of simultaneous offers. Each test prints what it saw; it asserts exact outcomes."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from harness.server import settings_for
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, allowed_hosts, create_app
 from stream.csvsafe import FORMULA_STARTS, NUMBER, csv_text
-from stream.limits import Rate, RateLimiter, host_name, origin_allowed
+from stream.limits import host_name, origin_allowed
+from stream.rates import Rate, RateLimiter
 from stream.references import is_id, new_id
 from stream.sdpcheck import check_sdp
 from stream.session import SCORE_COLUMNS
@@ -316,6 +317,30 @@ async def test_sessions_over_the_cap_get_503(aiohttp_client: Any, seeded: Seeded
     response = await client.post("/api/offer", data=offer_body(await make_offer(), ref), headers=JSON)
     assert response.status == 200  # a freed place is taken again
     await app[SESSIONS].close_all()
+    await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
+
+
+async def test_twenty_offers_at_once_against_a_cap_of_three_give_exactly_three_sessions(
+    aiohttp_client: Any, seeded: SeededLibrary, models: Models
+) -> None:
+    """The cap holds under concurrency: a place is reserved before the first await (stream.service)."""
+    app = create_app(settings_for(seeded.data_dir, max_sessions=3), models)
+    client: Client = await aiohttp_client(app)
+    bodies = [offer_body(await make_offer(), seeded.reference.id) for _ in range(20)]
+    responses = await asyncio.gather(*(client.post("/api/offer", data=body, headers=JSON) for body in bodies))
+    statuses = Counter(r.status for r in responses)
+    busy = [r for r in responses if r.status == 503]
+    payloads = [await r.json() for r in busy]
+    print(f"\n20 offers at once against max_sessions=3: {dict(statuses)}; {payloads[0]['error']!r}")
+    assert statuses == {200: 3, 503: 17}
+    assert all(r.headers["Retry-After"] == "60" for r in busy)
+    assert all("at most 3 live sessions" in p["error"] for p in payloads)
+    registry = app[SESSIONS]
+    assert len(registry.live()) == 3 and len(registry.sessions) == 3 and registry.reserved == 0
+    await registry.close_all()
+    retry = await client.post("/api/offer", data=offer_body(await make_offer(), seeded.reference.id), headers=JSON)
+    assert retry.status == 200  # the places are free again
+    await registry.close_all()
     await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
 
 

@@ -21,7 +21,6 @@ from harness.server import settings_for
 from pose.pipeline import Models
 from server import SESSIONS, create_app
 from stream.ice import (
-    PEER_CHECK_TIMEOUT_S,
     IceError,
     OfferIce,
     check_pairing,
@@ -130,10 +129,11 @@ def test_pairs_that_cannot_exist_are_refused_with_a_sentence(
 
 def test_an_offer_of_names_is_given_up_once_no_peer_address_came_in_time() -> None:
     names = offer_ice(f"udp 1 {NAME_A} 5")
-    assert peer_unheard(names, [], PEER_CHECK_TIMEOUT_S - 0.5) is None
-    assert peer_unheard(names, ["192.0.2.7"], PEER_CHECK_TIMEOUT_S + 60) is None
-    reason = peer_unheard(names, [], PEER_CHECK_TIMEOUT_S)
-    assert reason is not None and reason.startswith("no connectivity check from the browser reached the server")
+    assert peer_unheard(names, ["192.0.2.7"], 65.0) is None
+    reason = peer_unheard(names, [], 5.0)
+    assert reason is not None and reason.startswith(
+        "no connectivity check from the browser reached the server within 5 s"
+    )
     assert peer_unheard(offer_ice("udp 1 192.0.2.9 5"), [], 1e6) is None  # aioice fails those pairs itself
 
 

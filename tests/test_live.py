@@ -217,5 +217,6 @@ async def test_the_server_can_end_a_live_session(live_client: Client, seeded: Se
     assert runner.end_reason == "server shutting down"
     result = await asyncio.wait_for(task, timeout=15)
     assert result.session == runner.id and result.clock_end is not None and result.clock_end < 30  # ended early
+    assert result.end_reason == "server shutting down"  # the page is told why, before the channel closes
     assert len(pd.read_csv(io.StringIO(result.keypoints_csv))) == runner.session.processed >= 3
     await assert_session_released(live_client, runner)

@@ -34,7 +34,7 @@ from harness.server import ServerProcess, settings_for
 from pose.pipeline import FrameAnalyzer, Models
 from server import LIVE_POOL, SESSIONS, create_app
 from stream.client import run_session
-from stream.live import CONNECT_TIMEOUT_S, MEDIA_TIMEOUT_S, SessionRunner, peer_connection
+from stream.live import SessionRunner, peer_connection
 from stream.references import ReferenceLibrary
 from tests.live_support import Clips, SeededLibrary, eventually, media_threads, open_peer_connections
 from tests.malicious import corpus
@@ -63,48 +63,52 @@ async def live_client(aiohttp_client: Any, seeded: SeededLibrary, models: Models
 # --- 3. orphan offers and lost peers
 
 
+CONNECT_TIMEOUT_S = 0.5
+MEDIA_TIMEOUT_S = 2.0
+
+
 async def test_orphan_offers_and_killed_clients_are_released(
-    live_client: Client, seeded: SeededLibrary, clips: Clips, tmp_path: Path
+    aiohttp_client: Any, seeded: SeededLibrary, models: Models, clips: Clips, tmp_path: Path
 ) -> None:
-    """An offer whose ICE never completes, and a client process killed mid-call, at the same time: each session's
-    peer connection, tasks and analysis are gone within the documented timeouts."""
-    registry = live_client.app[SESSIONS]
+    """An offer whose ICE never completes, and a client process killed mid-call: each session's peer connection,
+    tasks and analysis are released, for the reason the session core gives (its timeouts set short here)."""
     # The orphan: an offer whose sender disappears before answering anything.
+    orphans: Client = await aiohttp_client(
+        create_app(settings_for(seeded.data_dir, connect_timeout_s=CONNECT_TIMEOUT_S), models)
+    )
     orphan_pc = peer_connection()
     orphan_pc.createDataChannel("control")
     orphan_pc.addTransceiver("video", direction="sendrecv")
     await orphan_pc.setLocalDescription(await orphan_pc.createOffer())
     body = {"sdp": orphan_pc.localDescription.sdp, "type": "offer", "reference": seeded.reference.id, "fps": 5}
     await orphan_pc.close()
-    response = await live_client.post("/api/offer", json=body)
+    response = await orphans.post("/api/offer", json=body)
     assert response.status == 200
-    orphan = registry.get((await response.json())["session"])
+    orphan = orphans.app[SESSIONS].get((await response.json())["session"])
     assert orphan is not None
-    orphan_start = time.monotonic()
 
     # The killed client: a real client process, SIGKILLed once the session is scoring.
+    live_client: Client = await aiohttp_client(
+        create_app(settings_for(seeded.data_dir, media_timeout_s=MEDIA_TIMEOUT_S), models)
+    )
+    registry = live_client.app[SESSIONS]
     # --reference=ID: an id may start with "-" (token_urlsafe), which argparse would take for an option
     command = [sys.executable, "-m", "stream.client", str(clips.webcam), f"--reference={seeded.reference.id}"]
     command += ["--server", url(live_client), "--out", str(tmp_path / "out"), "--seconds", "60", "--fps", "5"]
     process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
     try:
-        await eventually(
-            lambda: any(r is not orphan and r.session.processed >= 3 for r in registry.live()), 60, "3 scored ticks"
-        )
+        await eventually(lambda: any(r.session.processed >= 3 for r in registry.live()), 120, "3 scored ticks")
     finally:
         process.kill()
         await process.wait()
-    killed_at = time.monotonic()
-    (lost,) = [r for r in registry.live() if r is not orphan]
+    (lost,) = registry.live()
 
-    await eventually(lambda: released(lost), MEDIA_TIMEOUT_S + 10, "the lost client's session to be released")
-    lost_s = time.monotonic() - killed_at
-    await eventually(lambda: released(orphan), CONNECT_TIMEOUT_S + 10, "the orphan offer to be released")
-    orphan_s = time.monotonic() - orphan_start
-    print(f"\nkilled client released after {lost_s:.1f} s ({lost.end_reason}); orphan offer after {orphan_s:.1f} s "
-          f"({orphan.end_reason})")  # fmt: skip
-    assert "nothing from the client" in lost.end_reason and "not connected" in orphan.end_reason
-    assert registry.live() == []
+    await eventually(lambda: released(lost), 60, "the lost client's session to be released")
+    await eventually(lambda: released(orphan), 60, "the orphan offer to be released")
+    print(f"\nkilled client: {lost.end_reason}; orphan offer: {orphan.end_reason}")
+    assert lost.end_reason == f"nothing from the client for {MEDIA_TIMEOUT_S:g} s"
+    assert orphan.end_reason == f"not connected after {CONNECT_TIMEOUT_S:g} s"
+    assert registry.live() == [] and orphans.app[SESSIONS].live() == []
     await eventually(lambda: not open_peer_connections(), what="every peer connection closed")
     await eventually(lambda: not media_threads(), what="aiortc's media threads to stop")
     assert live_client.app[LIVE_POOL]._work_queue.empty()

@@ -1,0 +1,289 @@
+"""Every message on dancesync's wire, typed once, with its parser and its builder. Pure: no aiortc, aiohttp,
+TensorFlow or PyAV, so the server, `stream.client` and the tests share it without loading a network stack.
+
+The API and each message are described in docs/api.md; this module is their one implementation:
+
+* `POST /api/offer`: the body (`OfferRequest`, `parse_offer`) and the answer (`AnswerMessage`, `answer_message`);
+* the `control` data channel: page → server `clock` (`Clock`, `parse_clock`, `clock_message`); server → page
+  `score`, `stats` and `end` (their builders, and `parse_server_message` for clients);
+* `GET /api/sessions/{session}`: the session's record (`SessionRecord`).
+
+Parsers of what a peer sends raise (`OfferError`, `MessageError`) with a sentence or a short reason; they never
+let another exception out, whatever the input (deep nesting, huge or non-finite numbers, binary).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Literal, TypedDict, TypeGuard
+
+CONTROL_LABEL = "control"
+FPS_RANGE = (0.1, 60.0)  # a session's ticks per second
+MAX_POSE_NAME = 40
+MAX_CONTROL_BYTES = 1024  # a clock message is ~50 bytes
+
+
+# --- POST /api/offer
+
+
+class OfferError(ValueError):
+    """The offer cannot start a session; the message is for the client."""
+
+
+@dataclass(frozen=True)
+class OfferRequest:
+    """A validated `POST /api/offer` body. fps None means the reference's own tick rate; pose None, the pose
+    backend that extracted the reference (so both sides are placed alike)."""
+
+    sdp: str
+    reference: str
+    fps: float | None
+    mirror: bool
+    pose: str | None = None
+
+
+def parse_offer_body(data: bytes) -> OfferRequest:
+    """`parse_offer` on the raw body: not JSON (bad UTF-8, too deeply nested) is an OfferError too."""
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        raise OfferError("the body must be a JSON object") from None
+    return parse_offer(body)
+
+
+def parse_offer(body: object) -> OfferRequest:
+    """Validate the fields of a `POST /api/offer` body (OfferError with a message for the client otherwise).
+    The SDP itself is checked by the shell that hands it to WebRTC (`stream.live.check_offer_sdp`)."""
+    if not isinstance(body, dict):
+        raise OfferError("expected a JSON object with sdp, type, reference")
+    sdp, kind, reference = body.get("sdp"), body.get("type"), body.get("reference")
+    fps, mirror, pose = body.get("fps"), body.get("mirror", True), body.get("pose")
+    if kind != "offer":
+        raise OfferError('"type" must be "offer"')
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise OfferError('"sdp" must be a non-empty string')
+    if not isinstance(reference, str) or not reference:
+        raise OfferError('"reference" must be a reference id (a string)')
+    if fps is not None and not _finite_number(fps):
+        raise OfferError('"fps" must be a number')
+    if fps is not None and not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise OfferError(f'"fps" must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g} ticks per second')
+    if not isinstance(mirror, bool):
+        raise OfferError('"mirror" must be true or false')
+    if pose is not None and not (isinstance(pose, str) and 0 < len(pose) <= MAX_POSE_NAME):
+        raise OfferError('"pose" must be the name of a pose backend')
+    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose)
+
+
+def offer_body(sdp: str, reference: str, fps: float | None = None, mirror: bool = True, pose: str | None = None) -> str:
+    """The body a client posts (fields left at None are left out, so the server's defaults apply)."""
+    body: dict[str, object] = {"sdp": sdp, "type": "offer", "reference": reference, "mirror": mirror}
+    body |= {k: v for k, v in (("fps", fps), ("pose", pose)) if v is not None}
+    return json.dumps(body)
+
+
+class AnswerMessage(TypedDict):
+    """The answer to an offer: the SDP, the session's id and export token, its pose backend, warnings for the user."""
+
+    sdp: str
+    type: str
+    session: str
+    token: str
+    pose: str | None
+    warnings: list[str]
+
+
+def answer_message(
+    sdp: str, kind: str, session: str, token: str, pose: str | None, warnings: list[str]
+) -> AnswerMessage:
+    return {"sdp": sdp, "type": kind, "session": session, "token": token, "pose": pose, "warnings": list(warnings)}
+
+
+def parse_answer(data: object) -> AnswerMessage:
+    """An answer as a client receives it (ValueError if it is not one)."""
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    for key in ("sdp", "type", "session", "token"):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f"the answer has no {key!r}")
+    pose, warnings = data.get("pose"), data.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise ValueError("the answer's warnings are not a list of sentences")
+    pose = pose if isinstance(pose, str) else None
+    return answer_message(data["sdp"], data["type"], data["session"], data["token"], pose, warnings)
+
+
+# --- the control channel: page → server
+
+
+class MessageError(ValueError):
+    """A control message that is ignored (and counted); `reason` is a short key for the counters."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Clock:
+    """`{"type": "clock", "t": dancer media time (s), "playing": bool}`: sent >= 10 times a second and on
+    play, pause and seek."""
+
+    t: float
+    playing: bool
+
+
+def parse_clock(message: object, max_bytes: int = MAX_CONTROL_BYTES, max_t: float = math.inf) -> Clock:
+    """The clock in a control message, or MessageError: larger than `max_bytes` (UTF-8), not JSON, not a clock,
+    or `t` not a number in [0, `max_t`] (huge integers and NaN/Infinity included)."""
+    if isinstance(message, str):
+        if len(message) > max_bytes or len(message.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise MessageError("too large")
+    elif isinstance(message, bytes | bytearray):
+        if len(message) > max_bytes:
+            raise MessageError("too large")
+    else:
+        raise MessageError("not text")
+    try:
+        data = json.loads(message)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise MessageError("not JSON") from None
+    if not isinstance(data, dict) or data.get("type") != "clock":
+        raise MessageError("not a clock message")
+    t, playing = data.get("t"), data.get("playing")
+    if not _finite_number(t):
+        raise MessageError("t not a number")
+    if not 0 <= t <= max_t:  # compared before float(): an integer of 400 digits does not fit one
+        raise MessageError("t out of range")
+    if not isinstance(playing, bool):
+        raise MessageError("playing not a boolean")
+    return Clock(float(t), playing)
+
+
+def clock_message(t: float, playing: bool) -> str:
+    return json.dumps({"type": "clock", "t": t, "playing": playing})
+
+
+# --- the control channel: server → page
+
+
+class ScoreMessage(TypedDict):
+    """One processed tick: its reference tick, time (s), score 0..100 and the user's worst part (or None)."""
+
+    type: Literal["score"]
+    tick: int
+    t: float
+    score: float
+    worst: str | None
+
+
+class StatsMessage(TypedDict):
+    """Every `stats_interval_s`: ticks processed/skipped, analyzer errors, the returned track's and the webcam's
+    frame rates, the session's tick rate and the mean inference time."""
+
+    type: Literal["stats"]
+    processed: int
+    skipped: int
+    errors: int
+    fps: float
+    webcam_fps: float
+    tick_fps: float
+    inference_ms: float
+
+
+class EndMessage(TypedDict):
+    """Sent before the server ends the session; `reason` is a sentence for the user."""
+
+    type: Literal["end"]
+    reason: str
+
+
+ServerMessage = ScoreMessage | StatsMessage | EndMessage
+
+
+def score_message(tick: int, t: float, score: float, worst: str | None) -> ScoreMessage:
+    return {"type": "score", "tick": tick, "t": t, "score": round(score, 2), "worst": worst}
+
+
+def stats_message(
+    processed: int, skipped: int, errors: int, fps: float, webcam_fps: float, tick_fps: float, inference_s: float
+) -> StatsMessage:
+    return {
+        "type": "stats",
+        "processed": processed,
+        "skipped": skipped,
+        "errors": errors,
+        "fps": round(fps, 2),
+        "webcam_fps": round(webcam_fps, 2),
+        "tick_fps": tick_fps,
+        "inference_ms": round(1000 * inference_s, 1),
+    }
+
+
+def end_message(reason: str) -> EndMessage:
+    return {"type": "end", "reason": reason}
+
+
+def encode(message: ServerMessage) -> str:
+    return json.dumps(message)
+
+
+def parse_server_message(message: str | bytes) -> ServerMessage | None:
+    """A server → page message as a client reads it; None for anything it does not know (ignored)."""
+    try:
+        data = json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind = data.get("type")
+    if kind == "score" and isinstance(data.get("tick"), int) and _finite_number(data.get("score")):
+        t, worst = data.get("t"), data.get("worst")
+        if _finite_number(t) and (worst is None or isinstance(worst, str)):
+            return score_message(data["tick"], float(t), float(data["score"]), worst)
+    if kind == "stats" and all(_finite_number(data.get(k)) for k in StatsMessage.__annotations__ if k != "type"):
+        return StatsMessage(**data)  # type: ignore[typeddict-item]
+    if kind == "end" and isinstance(data.get("reason"), str):
+        return end_message(data["reason"])
+    return None
+
+
+# --- GET /api/sessions/{session}
+
+
+class ControlCounts(TypedDict):
+    """What became of the messages received on `control`: `received` = `clocks` + `ignored` + `dropped`, plus
+    `failed` handler failures (a bug; each also counted in one of the others)."""
+
+    received: int
+    clocks: int
+    ignored: int
+    dropped: int
+    failed: int
+
+
+class SessionRecord(TypedDict):
+    """What a session was run with and how it went; kept `retention_s` after its end."""
+
+    session: str
+    reference: str
+    pose: str | None
+    dancer_pose: str | None
+    tick_fps: float
+    mirror: bool
+    processed: int
+    skipped: int
+    errors: int
+    warnings: list[str]
+    control: ControlCounts
+    live: bool
+    end_reason: str | None
+
+
+def _finite_number(value: object) -> TypeGuard[int | float]:
+    """An int or float (not a bool) that is finite; huge integers count as finite numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)

@@ -1,0 +1,113 @@
+"""Starting a live session, as one service whatever the transport: `SessionService.start(offer)`.
+
+The rule that makes the session cap hold under concurrency: a place is reserved before the first await (nothing
+else can run between the check and the reservation) and released on any failure. So offers over the cap are
+refused before anything is loaded for them, and a crowd of simultaneous offers gets exactly `max_sessions`
+sessions. Checks that cost nothing (the SDP, the reference, the backend's name) come first, so a bad offer is
+told what is wrong with it even when the server is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+
+import av
+from aiortc import RTCSessionDescription
+
+from pose.pipeline import ModelCatalog, Models
+from stream.core import SessionLimits
+from stream.live import SessionRegistry, SessionRunner, check_offer_sdp
+from stream.protocol import OfferError, OfferRequest
+from stream.references import ReferenceLibrary, ReferenceMeta
+from stream.session import DancerPoses, LiveSession
+
+log = logging.getLogger(__name__)
+
+SessionFactory = Callable[[DancerPoses, float | None, bool, Models], LiveSession[av.VideoFrame]]
+
+
+class UnknownReference(LookupError):
+    """The offer names a reference the library does not hold."""
+
+
+class SessionService:
+    """Turns a validated offer into a running session (see the module docstring)."""
+
+    def __init__(
+        self,
+        library: ReferenceLibrary,
+        registry: SessionRegistry,
+        executor: concurrent.futures.Executor,
+        new_session: SessionFactory,
+        models: ModelCatalog,
+        limits: SessionLimits | None = None,
+    ) -> None:
+        self.library = library
+        self.registry = registry
+        self.executor = executor
+        self.new_session = new_session
+        self.models = models
+        self.limits = limits or SessionLimits()
+        self._dancers: dict[str, DancerPoses] = {}
+
+    async def start(self, offer: OfferRequest) -> tuple[SessionRunner, RTCSessionDescription]:
+        """The running session and its answer. OfferError (the offer cannot be used), UnknownReference, or
+        stream.live.SessionsFull (over the cap: nothing was loaded)."""
+        check_offer_sdp(offer.sdp)
+        meta = self.library.get(offer.reference)
+        if meta is None:
+            raise UnknownReference(offer.reference)
+        if offer.pose is not None:
+            try:
+                self.models.resolve(offer.pose)
+            except ValueError as exc:
+                raise OfferError(f'"pose": {exc}') from None
+        reservation = self.registry.reserve(asyncio.get_running_loop().time())  # before the first await
+        try:
+            runner = await self._run(offer, meta)
+        except BaseException:
+            reservation.release()
+            raise
+        reservation.fill(runner)
+        log.info(
+            "session %s: reference %s at %g ticks/s, mirror %s, %s (dancer: %s)",
+            *(runner.id, meta.id, runner.session.fps, offer.mirror, runner.session.pose, meta.pose),
+        )
+        assert runner.pc is not None and runner.pc.localDescription is not None
+        return runner, runner.pc.localDescription
+
+    async def _run(self, offer: OfferRequest, meta: ReferenceMeta) -> SessionRunner:
+        dancer = await self._dancer(meta)
+        models = await self._models(offer.pose or meta.pose)
+        try:
+            session = self.new_session(dancer, offer.fps, offer.mirror, models)
+        except ValueError as exc:  # fps that does not divide the reference's tick rate
+            raise OfferError(str(exc)) from None
+        runner = SessionRunner(session, self.executor, meta.id, self.limits)
+        try:
+            await runner.answer(offer.sdp)
+        except OfferError as exc:
+            await runner.close(f"bad offer: {exc}")
+            raise
+        except BaseException:
+            await runner.close("failed to answer")
+            raise
+        return runner
+
+    async def _models(self, pose: str | None) -> Models:
+        """The models for `pose`; the reference's backend may be one this server no longer offers: then the
+        default (the session warns)."""
+        if pose is not None and pose not in self.models.names:
+            pose = None
+        return await asyncio.to_thread(self.models.get, pose)
+
+    async def _dancer(self, meta: ReferenceMeta) -> DancerPoses:
+        dancer = self._dancers.get(meta.id)
+        if dancer is None:
+            path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
+            dancer = await asyncio.to_thread(DancerPoses.from_csv, path, meta.fps, aspect, meta.pose)
+            self._dancers[meta.id] = dancer
+        return dancer
