@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -43,6 +44,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
+    return value
+
+
 def _fps(text: str) -> float:
     try:
         value = float(text)
@@ -70,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--annotated", type=Path, help="also write an MP4 with the skeletons drawn (keeps audio)")
     add_model_arguments(extract)
 
+    many = commands.add_parser(
+        "extract-many", help="keypoint CSVs of many videos (long ones split into tick ranges) across workers"
+    )
+    many.add_argument("videos", type=Path, nargs="+")
+    many.add_argument("--fps", type=_fps, required=True, help="ticks per second (F)")
+    many.add_argument("--out-dir", type=Path, required=True, help="folder for the CSVs, one <video stem>.csv each")
+    many.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="default: one per CPU")
+    many.add_argument("--ray", metavar="auto|ADDRESS", help="workers on a Ray cluster (default: local)")
+    many.add_argument(
+        "--range-s", type=_fps, default=10.0, help="seconds of video per range handed to a worker (default 10)"
+    )
+    add_model_arguments(many)
+
     image = commands.add_parser("image", help="people, keypoints and person boxes of one image")
     image.add_argument("image", type=Path)
     image.add_argument("--json", action="store_true", help="print JSON (default: a short summary)")
@@ -84,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    commands = {"extract": run_extract, "extract-many": run_extract_many, "image": run_image, "fetch": run_fetch}
     try:
-        return {"extract": run_extract, "image": run_image, "fetch": run_fetch}[args.command](args)
+        return commands[args.command](args)
     except (UsageError, assets.AssetError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -110,6 +135,37 @@ def run_extract(args: argparse.Namespace) -> int:
         result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress)
     log.info("%d ticks, main dancer found on %d, %.1f s", result.ticks, result.found, result.seconds)
     print(f"wrote {args.out} ({result.ticks} ticks by {models.pose.name}, dancer found on {result.found})")
+    return 0
+
+
+def run_extract_many(args: argparse.Namespace) -> int:
+    from pose.batch import LocalPool, ModelChoice, Runner, extract_many
+    from pose.media.video import probe_video
+
+    for video in args.videos:
+        probe_video(video)  # every input checked before any worker starts
+    # TensorFlow's results depend on its thread count in the last digits, so every worker runs with this
+    # machine's, as `extract` does here: the CSVs are then exactly `extract`'s.
+    choice = ModelChoice(args.data_dir, args.pose, args.pose_size, os.cpu_count())
+    runner: Runner
+    if args.ray:
+        from pose.batch_ray import RayPool
+
+        runner = RayPool(args.workers, choice, args.ray)
+    else:
+        runner = LocalPool(args.workers, choice)
+    try:
+        with tqdm(unit="tick", desc=f"{len(args.videos)} video(s)", dynamic_ncols=True) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            finished = extract_many(args.videos, args.fps, args.out_dir, runner, args.range_s, progress=progress)
+    finally:
+        runner.close()
+    for done in finished:
+        print(f"wrote {done.out} ({done.ticks} ticks, dancer found on {done.found})")
     return 0
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
@@ -136,6 +136,10 @@ class FrameAnalyzer:
         h, w = image_bgr.shape[:2]
         return FrameAnalysis(poses, ids, people, w, h, timings=clock.laps)
 
+    def forget_dancer(self) -> None:
+        """Forget the main dancer that the next tick would crop around (track ids are kept)."""
+        self._previous = None
+
 
 class _Stopwatch:
     def __init__(self) -> None:
@@ -168,6 +172,92 @@ class ExtractResult:
 Progress = Callable[[int, int], None]
 
 
+def detector_every(fps: float, detect_interval_s: float = DETECT_INTERVAL_S) -> int:
+    """The detector's cadence in ticks: it runs on ticks k % every == 0 (and on the last tick)."""
+    return max(1, round(detect_interval_s * fps))
+
+
+def video_ticks(video: Path, fps: float) -> int:
+    """K, the number of ticks of `video` at `fps` (reads the container's header only)."""
+    from pose.media.video import probe_video
+
+    return tick_count(probe_video(video).duration_s, fps)
+
+
+def analyze_ticks(
+    video: Path,
+    fps: float,
+    models: Models,
+    ticks: range,
+    total: int,
+    every: int,
+    clock: _Stopwatch | None = None,
+) -> Iterator[tuple[int, np.ndarray, FrameAnalysis]]:
+    """(k, frame, analysis) for the ticks k in `ticks` of a video of `total` ticks, in order.
+
+    This is the whole of extraction's per-tick work, and it is defined so that any tick range that starts on a
+    detector tick (k % every == 0) gives exactly what a run over the whole video gives there:
+    - frames are picked by the exact tick rule (`pose.ticks.sample_ticks`) from a decode that starts at the
+      keyframe before the range (`pose.media.video.iter_frames`);
+    - the detector runs on detector ticks and its boxes are interpolated between runs (`pose.boxes`); a range
+      also decodes and detects the detector tick just after it, which its last ticks interpolate towards;
+    - single-person backends crop around the previous tick's dancer only within a detector interval: at every
+      detector tick the crop starts afresh from that tick's boxes (else the whole frame). The crop state
+      otherwise runs back through every box-less tick to the start of the video, so no bounded warm-up could
+      rebuild it at a range start; cutting it where the detector gives fresh evidence makes every detector tick
+      a clean boundary in every mode, at the cost of one whole-frame crop where the detector finds nobody.
+    The ids in the analyses are from a tracker that starts with the range: callers that join ranges give ids
+    with one `PersonTracker` over the whole video (`TickWriter`), which depends on the poses alone.
+    """
+    from pose.media.video import iter_frames
+
+    if not ticks:
+        return
+    if ticks.start % every or ticks.step != 1 or ticks.stop > total:
+        raise ValueError(f"tick range {ticks} must start on a detector tick (every {every}) and end by {total}")
+    clock = clock or _Stopwatch()
+    analyzer = FrameAnalyzer(models)
+    extra = ticks.stop if ticks.stop < total else None  # the next detector run, which the last ticks need
+
+    def detect(image: np.ndarray) -> Detections:
+        clock.lap("decode")
+        found = models.detector.detect(image)
+        clock.lap("ssd_forward")
+        return found
+
+    stop = ticks.stop + (extra is not None)
+    frames = sample_ticks(iter_frames(video, tick_time(ticks.start, fps)), fps, stop, ticks.start)
+    images = ((k, frame.to_ndarray(format="bgr24")) for k, frame in frames)
+    for k, image, people in detect_every(images, total, every, detect):
+        if k == extra:
+            break
+        clock.lap("decode")  # demux + decode + colour conversion since the previous lap
+        if k % every == 0:
+            analyzer.forget_dancer()
+        analysis = analyzer.analyze(image, people)
+        clock.restart()
+        yield k, image, analysis
+
+
+class TickWriter:
+    """Writes ticks to a keypoint CSV in tick order, giving people ids with one tracker over the whole video."""
+
+    def __init__(self, stream: TextIO, fps: float) -> None:
+        self._csv = KeypointCsvWriter(stream)
+        self._tracker = PersonTracker()
+        self._fps = fps
+        self.next_tick = 0
+
+    def write(self, k: int, analysis: FrameAnalysis) -> FrameAnalysis:
+        """Append tick k (which must be the next one); returns the analysis with the ids written."""
+        if k != self.next_tick:
+            raise ValueError(f"tick {k} written out of order (expected {self.next_tick})")
+        tracked = replace(analysis, ids=self._tracker.update(analysis.poses))
+        self._csv.append(k, float(tick_time(k, self._fps)), tracked)
+        self.next_tick += 1
+        return tracked
+
+
 def extract_video(
     video: Path,
     fps: float,
@@ -180,35 +270,24 @@ def extract_video(
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
     The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
-    runs (they only pick the main dancer and are drawn). Outputs appear only when the whole video was
-    processed; on any error nothing is left behind.
+    runs (they only pick the main dancer and are drawn); see `analyze_ticks`, whose ranges joined give this same
+    CSV byte for byte (`pose.batch`). Outputs appear only when the whole video was processed; on any error
+    nothing is left behind.
     """
-    from pose.media.video import AnnotatedWriter, VideoError, iter_frames, probe_video
+    from pose.media.video import AnnotatedWriter, VideoError, probe_video
 
     info = probe_video(video)
     total = tick_count(info.duration_s, fps)
-    analyzer = FrameAnalyzer(models)
+    every = detector_every(fps, detect_interval_s)
     clock = _Stopwatch()
-
-    def detect(image: np.ndarray) -> Detections:
-        clock.lap("decode")
-        found = models.detector.detect(image)
-        clock.lap("ssd_forward")
-        return found
-
-    images = ((k, frame.to_ndarray(format="bgr24")) for k, frame in sample_ticks(iter_frames(video), fps, total))
-    every = max(1, round(detect_interval_s * fps))
     found = done = 0
     started = time.perf_counter()
     writer = AnnotatedWriter(annotated, info, fps) if annotated else None
     try:
         with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
-            csv_writer = KeypointCsvWriter(stream)
-            for k, image, people in detect_every(images, total, every, detect):
-                clock.lap("decode")  # demux + decode + colour conversion since the previous lap
-                analysis = analyzer.analyze(image, people)
-                clock.restart()
-                csv_writer.append(k, float(tick_time(k, fps)), analysis)
+            ticks = TickWriter(stream, fps)
+            for k, image, untracked in analyze_ticks(video, fps, models, range(total), total, every, clock):
+                analysis = ticks.write(k, untracked)
                 clock.lap("csv")
                 if writer:
                     writer.write(k, draw_analysis(image, analysis))

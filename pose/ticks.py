@@ -32,15 +32,18 @@ def tick_time(k: int, fps: float | Fraction) -> Fraction:
     return k / as_rate(fps)
 
 
-def sample_ticks(frames: Iterable[tuple[Fraction, T]], fps: float | Fraction, total: int) -> Iterator[tuple[int, T]]:
-    """Yield (k, frame) for k = 0..total-1, where frame is the last one whose timestamp ≤ t_k.
+def sample_ticks(
+    frames: Iterable[tuple[Fraction, T]], fps: float | Fraction, total: int, start: int = 0
+) -> Iterator[tuple[int, T]]:
+    """Yield (k, frame) for k = start..total-1, where frame is the last one whose timestamp ≤ t_k.
 
     `frames` are (timestamp in seconds from the stream's start, frame) in presentation order. A tick that falls
     before the first frame gets the first frame; ticks after the last frame get the last frame (it stays on
-    screen until the end).
+    screen until the end). With start > 0, `frames` may begin anywhere at or before t_start (a decode from a
+    keyframe); they must begin there, or the first frame is taken for the ticks before it.
     """
     rate = as_rate(fps)
-    k = 0
+    k = start
     shown: T | None = None
     have_frame = False
     for timestamp, frame in frames:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -92,22 +93,54 @@ def _duration(container: av.container.InputContainer) -> Fraction:
     return Fraction(end - (stream.start_time or 0)) * (stream.time_base or 0)
 
 
-def iter_frames(path: Path) -> Iterator[tuple[Fraction, av.VideoFrame]]:
-    """(seconds since the stream's first timestamp, frame), in presentation order, from the container's pts."""
+def iter_frames(path: Path, start_s: Fraction = Fraction(0)) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    """(seconds since the stream's first timestamp, frame), in presentation order, from the container's pts.
+
+    start_s > 0: begin at the last frame stamped at or before start_s (decoding from the keyframe before it), so
+    that frames from there on are exactly those of a decode from the start. A container that cannot seek there
+    is decoded from its start instead.
+    """
+    if start_s > 0:
+        with open_video(path) as container:
+            stream = container.streams.video[0]
+            start = stream.start_time
+            if start is not None and stream.time_base:
+                target = start + math.floor(start_s / stream.time_base)
+                try:
+                    container.seek(target, stream=stream, backward=True, any_frame=False)
+                except av.FFmpegError:
+                    pass
+                else:
+                    frames = _decode(path, container, start)
+                    first = next(frames, None)
+                    if first is not None and first[0] <= start_s:
+                        yield first
+                        # Leading pictures of an open GOP come out after its keyframe, and broken: drop them.
+                        latest = first[0]
+                        for timestamp, frame in frames:
+                            if timestamp > latest:
+                                latest = timestamp
+                                yield timestamp, frame
+                        return
     with open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        start = stream.start_time
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is None or frame.time_base is None:
-                    continue
-                if start is None:
-                    start = frame.pts
-                yield Fraction(frame.pts - start) * frame.time_base, frame
-        except av.FFmpegError as exc:
-            # A truncated file still gives every frame before the damage; say so instead of failing silently.
-            log.warning("%s: decoding stopped early: %s", path, exc)
+        yield from _decode(path, container, container.streams.video[0].start_time)
+
+
+def _decode(
+    path: Path, container: av.container.InputContainer, start: int | None
+) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None or frame.time_base is None:
+                continue
+            if start is None:
+                start = frame.pts
+            yield Fraction(frame.pts - start) * frame.time_base, frame
+    except av.FFmpegError as exc:
+        # A truncated file still gives every frame before the damage; say so instead of failing silently.
+        log.warning("%s: decoding stopped early: %s", path, exc)
 
 
 class AnnotatedWriter:

@@ -12,6 +12,16 @@ import numpy as np
 from pose.models import tf as tensorflow
 
 GraphDef = Any  # tf.compat.v1.GraphDef, which has no usable static type
+_default_threads: int | None = None
+
+
+def set_default_threads(threads: int | None) -> None:
+    """TensorFlow's intra-op threads for graphs loaded from now on in this process (None: one per CPU).
+
+    Worker processes that share the machine set it to their share of the cores.
+    """
+    global _default_threads
+    _default_threads = threads
 
 
 class FrozenGraph:
@@ -26,7 +36,7 @@ class FrozenGraph:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name="")
-        threads = threads or os.cpu_count() or 1
+        threads = threads or _default_threads or os.cpu_count() or 1
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
 

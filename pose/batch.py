@@ -1,0 +1,206 @@
+"""Extraction of many videos, and of one long video in tick ranges, across worker processes or a Ray cluster.
+
+Every video is cut into tick ranges that start on detector ticks (`plan`); workers extract ranges independently
+(`extract_range`, the same per-tick work as `pose.pipeline.extract_video`), and the driver joins each video's
+ranges in tick order through one `TickWriter`, which gives the track ids. The joined CSV is byte for byte the
+one `python -m pose extract` writes, whatever the ranges and however many workers (see
+`pose.pipeline.analyze_ticks` for why the boundaries are exact). A CSV is written atomically once all of its
+ranges are in, so a worker lost mid-range leaves no partial file: its range is run again.
+
+Runners: `LocalPool` (processes on this machine, each loading the models once) and `pose.batch_ray.RayPool`
+(one Ray actor per worker, restarted and its range retried when its process dies).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pose import assets
+from pose.csvio import atomic_output
+from pose.models import DEFAULT_BACKEND
+from pose.pipeline import DETECT_INTERVAL_S, Models, TickWriter, analyze_ticks, detector_every, video_ticks
+from pose.types import FrameAnalysis
+
+RANGE_S = 10.0  # default range length in seconds of video: short enough to spread one video over the workers
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What a worker loads (picklable): see `pose.pipeline.load_models`.
+
+    threads: TensorFlow's intra-op threads in each worker (None: the worker machine's CPU count). TensorFlow's
+    sums come out in an order that depends on it, so it changes the last digits of some keypoints: workers give
+    the single-process CSV exactly when they run with that process's count.
+    """
+
+    data_dir: Path = assets.DATA_DIR
+    pose: str = DEFAULT_BACKEND
+    pose_size: tuple[int, int] | None = None
+    threads: int | None = None
+
+    def load(self) -> Models:
+        from pose.models.graph import set_default_threads
+        from pose.pipeline import load_models
+
+        set_default_threads(self.threads)
+        return load_models(self.data_dir, self.pose_size, self.pose)
+
+
+@dataclass(frozen=True)
+class RangeTask:
+    """Ticks start..stop-1 of `video` (of `total` ticks at `fps`, the detector every `every` ticks)."""
+
+    video: Path
+    fps: float
+    start: int
+    stop: int
+    total: int
+    every: int
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    task: RangeTask
+    analyses: list[FrameAnalysis]  # one per tick, in order
+    seconds: float  # the worker's time on the range
+
+
+def split_ticks(total: int, every: int, size: int) -> list[range]:
+    """Consecutive ranges covering 0..total-1, each starting on a multiple of `every`, of about `size` ticks."""
+    if total < 0 or every < 1 or size < 1:
+        raise ValueError(f"bad split: total={total}, every={every}, size={size}")
+    step = max(1, round(size / every)) * every
+    return [range(a, min(a + step, total)) for a in range(0, total, step)]
+
+
+def plan(videos: Iterable[tuple[Path, int]], fps: float, range_s: float, every: int) -> list[RangeTask]:
+    """The ranges of each (video, total ticks), `range_s` seconds long, longest videos' ranges first."""
+    size = max(1, math.ceil(range_s * fps))
+    tasks = [
+        RangeTask(video, fps, r.start, r.stop, total, every)
+        for video, total in videos
+        for r in split_ticks(total, every, size)
+    ]
+    return sorted(tasks, key=lambda t: -t.total)  # stable: a long video's ranges stay in order, started first
+
+
+def extract_range(models: Models, task: RangeTask) -> RangeResult:
+    """The analyses of one range (run in a worker)."""
+    from pose.media.video import VideoError
+
+    started = time.perf_counter()
+    ticks = range(task.start, task.stop)
+    analyses = [a for _, _, a in analyze_ticks(task.video, task.fps, models, ticks, task.total, task.every)]
+    if len(analyses) != len(ticks):
+        raise VideoError(f"{task.video}: decoded {len(analyses)} of the {len(ticks)} ticks from {task.start}")
+    return RangeResult(task, analyses, time.perf_counter() - started)
+
+
+def write_joined(out_csv: Path, fps: float, results: Iterable[RangeResult]) -> int:
+    """Join ranges (in tick order, covering the video) into one CSV, atomically; returns the ticks written."""
+    with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
+        writer = TickWriter(stream, fps)
+        for result in results:
+            for k, analysis in enumerate(result.analyses, result.task.start):
+                writer.write(k, analysis)
+    return writer.next_tick
+
+
+class Runner(Protocol):
+    """Runs range tasks on its workers; results come back as they finish (any order)."""
+
+    workers: int
+
+    def run(self, tasks: list[RangeTask]) -> Iterator[RangeResult]: ...
+
+    def close(self) -> None: ...
+
+
+_worker_models: Models | None = None
+
+
+def _load_worker(choice: ModelChoice) -> None:
+    global _worker_models
+    _worker_models = choice.load()
+
+
+def _run_in_worker(task: RangeTask) -> RangeResult:
+    assert _worker_models is not None, "worker started without its models"
+    return extract_range(_worker_models, task)
+
+
+class LocalPool:
+    """Worker processes on this machine (spawned, so TensorFlow starts clean in each), each with its own models."""
+
+    def __init__(self, workers: int, choice: ModelChoice) -> None:
+        self.workers = workers
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            workers, multiprocessing.get_context("spawn"), initializer=_load_worker, initargs=(choice,)
+        )
+
+    def run(self, tasks: list[RangeTask]) -> Iterator[RangeResult]:
+        futures = [self._pool.submit(_run_in_worker, task) for task in tasks]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class VideoDone:
+    video: Path
+    out: Path
+    ticks: int
+    found: int  # ticks where a main dancer was found
+
+
+def extract_many(
+    videos: list[Path],
+    fps: float,
+    out_dir: Path,
+    runner: Runner,
+    range_s: float = RANGE_S,
+    detect_interval_s: float = DETECT_INTERVAL_S,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[VideoDone]:
+    """Extract each video to out_dir/<stem>.csv across the runner's workers; `progress(done, total)` in ticks.
+
+    Videos are checked before any work starts; two videos with the same name stem are refused (one CSV each).
+    """
+    stems = [v.stem for v in videos]
+    if len(set(stems)) != len(stems):
+        raise ValueError("two videos share a file name stem; their CSVs would overwrite each other")
+    totals = [(v, video_ticks(v, fps)) for v in videos]
+    tasks = plan(totals, fps, range_s, detector_every(fps, detect_interval_s))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pending = {v: {t.start: None for t in tasks if t.video == v} for v, _ in totals}
+    received: dict[Path, dict[int, RangeResult]] = {v: {} for v, _ in totals}
+    grand = sum(t for _, t in totals)
+    done_ticks = 0
+    finished: list[VideoDone] = []
+    for result in runner.run(tasks):
+        video = result.task.video
+        received[video][result.task.start] = result
+        done_ticks += len(result.analyses)
+        if len(received[video]) == len(pending[video]):
+            parts = received.pop(video)
+            ordered = [parts[start] for start in sorted(parts)]
+            out = out_dir / f"{video.stem}.csv"
+            ticks = write_joined(out, fps, ordered)
+            found = sum(len(a.poses) > 0 for r in ordered for a in r.analyses)
+            finished.append(VideoDone(video, out, ticks, found))
+        if progress:
+            progress(done_ticks, grand)
+    return sorted(finished, key=lambda d: videos.index(d.video))
