@@ -7,13 +7,19 @@ keyframe before it and decodes up to its start.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.clips import H264, source_frames, write_clip
+from harness.ray import Cluster, local_cluster
 from pose.batch import LocalPool, ModelChoice, extract_many, plan, split_ticks
 from pose.pipeline import Models, extract_video
 
@@ -87,3 +93,64 @@ def test_extract_many_command_writes_one_csv_per_video(tmp_path: Path, clip: Pat
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["again.csv", "dance.csv"]
     assert (out / "dance.csv").read_bytes() == single_csv == (out / "again.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Cluster]:
+    """A real local Ray cluster (a head with 2 CPUs), this process its driver."""
+    import ray
+
+    with local_cluster(num_cpus=2) as cluster:
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            yield cluster
+        finally:
+            ray.shutdown()
+
+
+def test_ranges_joined_on_ray_equal_the_single_process_csv(
+    tmp_path: Path, clip: Path, single_csv: bytes, ray_cluster: Cluster
+) -> None:
+    from pose.batch_ray import RayPool
+
+    pool = RayPool(2, ModelChoice(), ray_cluster.address)
+    try:
+        extract_many([clip], FPS, tmp_path, pool, range_s=RANGE_S)
+    finally:
+        pool.close()
+    assert (tmp_path / "dance.csv").read_bytes() == single_csv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dance.csv"]
+
+
+def test_a_ray_worker_killed_mid_range_is_restarted_and_the_range_retried(
+    tmp_path: Path, clip: Path, single_csv: bytes, ray_cluster: Cluster
+) -> None:
+    from pose.batch_ray import RayPool
+
+    killed: list[int] = []
+    seen_at_kill: list[list[str]] = []
+    stop = threading.Event()
+
+    def kill_one_busy_worker() -> None:
+        while not stop.is_set():
+            busy = ray_cluster.processes("ray::_RangeExtractor.extract")
+            if busy:
+                seen_at_kill.append(sorted(p.name for p in tmp_path.iterdir()))
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+                return
+            time.sleep(0.05)
+
+    pool = RayPool(2, ModelChoice(), ray_cluster.address)
+    killer = threading.Thread(target=kill_one_busy_worker)
+    killer.start()
+    try:
+        extract_many([clip], FPS, tmp_path, pool, range_s=RANGE_S)
+    finally:
+        stop.set()
+        killer.join()
+        pool.close()
+    assert len(killed) == 1, "no worker was caught mid-range"
+    assert seen_at_kill == [[]], "nothing may be written before every range is in"
+    assert (tmp_path / "dance.csv").read_bytes() == single_csv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dance.csv"]
