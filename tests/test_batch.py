@@ -14,14 +14,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from harness.clips import H264, source_frames, write_clip
+from harness.clips import H264, indexed_frame, source_frames, write_clip
+from harness.frameindex import read_frame_index
 from harness.ray import Cluster, local_cluster
 from pose.batch import LocalPool, ModelChoice, extract_many, plan, split_ticks
+from pose.media.video import iter_frames
 from pose.pipeline import Models, extract_video
+from pose.ticks import sample_ticks
 
 FPS = 10
 SECONDS = 6
@@ -46,6 +50,31 @@ def test_plan_covers_every_video_once_longest_first() -> None:
         ("a.mp4", 0, 10),
         ("a.mp4", 10, 12),
     ]
+
+
+def test_sample_ticks_from_any_frame_at_or_before_the_start_gives_the_whole_runs_ticks() -> None:
+    stamps = [Fraction(i, 7) for i in range(40)]  # 7 frames a second, ticks at 10 a second
+    whole = list(sample_ticks(zip(stamps, range(40), strict=True), FPS, 60))
+    for start in (5, 10, 35, 55):
+        for first in (i for i, t in enumerate(stamps) if t <= Fraction(start, FPS)):
+            frames = zip(stamps[first:], range(first, 40), strict=True)
+            assert list(sample_ticks(frames, FPS, 60, start)) == whole[start:], (start, first)
+
+
+def test_a_decode_from_a_seek_gives_the_frames_of_the_whole_decode(tmp_path: Path) -> None:
+    times = [Fraction(i, 24) for i in range(60)] + [Fraction(5, 2) + Fraction(i, 60) for i in range(60)]
+    times = [Fraction(round(t * 1000), 1000) for t in times]  # a 1 ms time base
+    frames = (indexed_frame(i) for i in range(len(times)))
+    clip = write_clip(tmp_path / "clip.mp4", frames, 30, timestamps=times, time_base=Fraction(1, 1000),
+                      options={**H264, "g": "7"})  # fmt: skip
+    whole = [(t, read_frame_index(f)) for t, f in iter_frames(clip)]
+    assert [i for _, i in whole] == list(range(len(times)))
+    for start in (Fraction(1, 10), Fraction(13, 10), Fraction(5, 2), Fraction(3)):
+        part = [(t, read_frame_index(f)) for t, f in iter_frames(clip, start)]
+        first = max(i for i, (t, _) in enumerate(whole) if t <= start)
+        assert part[0][0] <= start and part[-1] == whole[-1]
+        assert whole[first] in part and part[part.index(whole[first]) :] == whole[first:]
+        assert start < 1 or len(part) < len(whole), "the decode must start at a keyframe near the start"
 
 
 @pytest.fixture(scope="module")
