@@ -33,6 +33,7 @@ import numpy.typing as npt
 from pose.calibration import calibrated
 from pose.limbs import NUM_LIMBS, Limb
 from pose.moves import Move, Tier, tier_of
+from pose.parts import NUM_PARTS, BodyPart
 from pose.scoring import WINDOW_S, isotropic_points
 from pose.similarity import Moments, PoseArrays, Similarity, motion_ticks, similarity
 
@@ -70,7 +71,8 @@ class MoveVerdict:
 class TickVerdict:
     """score: 0..100 calibrated; raw: 0..100 OKS of the best match, before motion and calibration; worst: the
     user's limb furthest off (None when not comparable); move: index of the reference move the tick is in;
-    latency: the estimate after this tick; moves_done: verdicts of the moves this tick completed."""
+    latency: the estimate after this tick; moves_done: verdicts of the moves this tick completed; part: the
+    user's own body part furthest off (lowest OKS term) in the best match (None when not comparable)."""
 
     tick: int
     score: float
@@ -79,6 +81,7 @@ class TickVerdict:
     move: int | None
     latency: Latency
     moves_done: tuple[MoveVerdict, ...] = ()
+    part: BodyPart | None = None
 
 
 @dataclass
@@ -168,7 +171,7 @@ class Scorer:
             self._votes[int(np.nanargmax(lags))] += 1
         centre = tick - latency.ticks if self.use_latency and latency.confident else tick
         centre = min(max(centre, 0), self.ticks - 1)
-        score, raw, limbs = self._window(sim, centre - self.half - lo, centre + self.half + 1 - lo, centre)
+        score, raw, limbs, parts = self._window(sim, centre - self.half - lo, centre + self.half + 1 - lo, centre)
         move = int(self._move_of[tick])
         done: tuple[MoveVerdict, ...] = ()
         if move >= 0:
@@ -180,7 +183,8 @@ class Scorer:
             state.lags.append(lags)
             done = self._complete(tick)
         worst = _worst(limbs[None])
-        return TickVerdict(tick, score, raw, worst, move if move >= 0 else None, self.latency, done)
+        part = BodyPart(int(np.nanargmin(parts))) if np.isfinite(parts).any() else None
+        return TickVerdict(tick, score, raw, worst, move if move >= 0 else None, self.latency, done, part)
 
     def finish(self) -> list[MoveVerdict]:
         """The verdicts of every move with at least one scored tick, in move order."""
@@ -192,15 +196,18 @@ class Scorer:
         dancer = self.reference.take(slice(lo, hi))
         return dancer.now, dancer.prev
 
-    def _window(self, sim: Similarity, lo: int, hi: int, centre: int) -> tuple[float, float, npt.NDArray[np.float64]]:
-        """(score, raw, limbs) of the best row among sim's rows lo..hi-1 (clipped), calibrated at `centre`."""
+    def _window(
+        self, sim: Similarity, lo: int, hi: int, centre: int
+    ) -> tuple[float, float, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(score, raw, limbs, parts) of the best row among sim's rows lo..hi-1 (clipped), calibrated at `centre`."""
         lo, hi = max(0, lo), min(len(sim.total), hi)
         total, raws = sim.total[lo:hi], sim.raw[lo:hi]
         if not np.isfinite(total).any():
-            return 0.0, 0.0, np.full(NUM_LIMBS, np.nan)
+            return 0.0, 0.0, np.full(NUM_LIMBS, np.nan), np.full(NUM_PARTS, np.nan)
         best = int(np.argmax(np.nan_to_num(total, nan=-1.0)))
         raw = float(np.nanmax(raws)) if np.isfinite(raws).any() else 0.0
-        return calibrated(float(total[best]), float(self.chance[centre])), 100.0 * raw, sim.limbs[lo + best]
+        score = calibrated(float(total[best]), float(self.chance[centre]))
+        return score, 100.0 * raw, sim.limbs[lo + best], sim.parts[lo + best]
 
     def _previous(self, tick: int) -> PoseArrays | None:
         """The user's pose `motion` ticks earlier, or the nearest kept one within half that."""

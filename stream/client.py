@@ -5,9 +5,9 @@
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and runs in real time
 (a dancer video playing alongside), sent on the `control` channel 20 times a second. The returned annotated video
-is recorded; both CSVs and the session's metadata (session.json: pose backends, tick rate, tick counts, warnings)
-are downloaded with the session's token. `run_session` does the same for tests and benchmarks (with hooks that
-see every frame sent and received).
+is recorded; the keypoint, score and move CSVs and the session's metadata (session.json: pose backends, tick
+rate, tick counts, warnings, latency, tier counts) are downloaded with the session's token. `run_session` does
+the same for tests and benchmarks (with hooks that see every frame sent and received).
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class ClientResult:
     end_reason: str | None = None  # the server's `end` message, if it ended the session
     keypoints_csv: str = ""
     scores_csv: str = ""
+    moves_csv: str = ""
+    moves: list[dict[str, Any]] = field(default_factory=list)  # the `move` messages, in arrival order
     metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
     files: list[Path] = field(default_factory=list)
 
@@ -154,7 +156,7 @@ async def run_session(
 ) -> ClientResult:
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
-    out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv and session.json there. `pose`: the
+    out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
     server's pose backend for this session (default: the one that extracted the reference). `on_connected` runs
     beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
@@ -248,6 +250,8 @@ async def _connect(
             return
         if data["type"] == "score":
             result.scores.append(dict(data))
+        elif data["type"] == "move":
+            result.moves.append(dict(data))
         elif data["type"] == "stats":
             result.stats = dict(data)
             result.stats_log.append((asyncio.get_running_loop().time(), result.stats))
@@ -295,14 +299,11 @@ async def _drive_clock(
 
 async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:
     headers = {"Authorization": f"Bearer {result.token}"}
-    for name in ("keypoints.csv", "scores.csv"):
+    for name in ("keypoints.csv", "scores.csv", "moves.csv"):
         async with http.get(f"{base}/api/sessions/{result.session}/{name}", headers=headers) as response:
             await _check(response, f"downloading {name}")
             text = await response.text()
-        if name == "keypoints.csv":
-            result.keypoints_csv = text
-        else:
-            result.scores_csv = text
+        setattr(result, name.replace(".", "_"), text)
         if out_dir is not None:
             (out_dir / name).write_text(text)
             result.files.append(out_dir / name)
@@ -372,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"session {result.session} ({result.pose}): {len(scores)} of {elapsed} ticks scored, mean score {mean:.1f}")
+    latency, tiers = result.metadata.get("latency_ms"), result.metadata.get("tiers") or {}
+    if latency is not None:
+        trusted = "" if result.metadata.get("latency_confident") else " (not yet confident)"
+        print(f"you were {abs(latency)} ms {'behind' if latency >= 0 else 'ahead of'} the music{trusted}")
+    print(f"{len(result.moves)} moves: " + ", ".join(f"{n} {tier}" for tier, n in tiers.items()))
     for path in result.files:
         print(f"wrote {path}")
     return 0
