@@ -19,6 +19,7 @@ at start-up); until then sessions on them score against a chance of 0 with fixed
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import enum
 import json
@@ -174,10 +175,10 @@ class ReferenceLibrary:
     def moves_path(self, reference_id: str) -> Path:
         return self.root / reference_id / MOVES_NAME
 
-    def scoring(self, meta: ReferenceMeta) -> tuple[npt.NDArray[np.float64] | None, list[Move] | None]:
+    def scoring(self, meta: ReferenceMeta) -> tuple[npt.NDArray[np.float64] | None, builtins.list[Move] | None]:
         """The reference's chance baseline and moves, None for each not computed yet (or unreadable: logged)."""
         chance: npt.NDArray[np.float64] | None = None
-        moves: list[Move] | None = None
+        moves: builtins.list[Move] | None = None
         try:
             if self.calibration_path(meta.id).is_file():
                 chance = read_calibration(self.calibration_path(meta.id), meta.ticks)
@@ -198,7 +199,7 @@ class ReferenceLibrary:
         entries = [{"move": m.index, "start": float(m.start / rate), "end": float(m.end / rate)} for m in cut]
         return {"source": source, "moves": entries}
 
-    def unscored(self) -> list[ReferenceMeta]:
+    def unscored(self) -> builtins.list[ReferenceMeta]:
         """References without their calibration or their moves (built before either existed)."""
         return [
             m for m in self.list() if not (self.calibration_path(m.id).is_file() and self.moves_path(m.id).is_file())
