@@ -126,13 +126,17 @@ class MessageError(ValueError):
         self.reason = reason
 
 
+RATE_RANGE = (0.0625, 16.0)  # what browsers allow for a media element's playbackRate
+
+
 @dataclass(frozen=True)
 class Clock:
-    """`{"type": "clock", "t": dancer media time (s), "playing": bool}`: sent >= 10 times a second and on
-    play, pause and seek."""
+    """`{"type": "clock", "t": dancer media time (s), "playing": bool, "rate"?: playback rate}`: sent >= 10
+    times a second and on play, pause, seek and rate change. Without `rate` the server measures it."""
 
     t: float
     playing: bool
+    rate: float | None = None
 
 
 def parse_clock(message: object, max_bytes: int = MAX_CONTROL_BYTES, max_t: float = math.inf) -> Clock:
@@ -159,11 +163,17 @@ def parse_clock(message: object, max_bytes: int = MAX_CONTROL_BYTES, max_t: floa
         raise MessageError("t out of range")
     if not isinstance(playing, bool):
         raise MessageError("playing not a boolean")
-    return Clock(float(t), playing)
+    rate = data.get("rate")
+    if rate is not None and not (_finite_number(rate) and RATE_RANGE[0] <= rate <= RATE_RANGE[1]):
+        raise MessageError("rate out of range")
+    return Clock(float(t), playing, None if rate is None else float(rate))
 
 
-def clock_message(t: float, playing: bool) -> str:
-    return json.dumps({"type": "clock", "t": t, "playing": playing})
+def clock_message(t: float, playing: bool, rate: float | None = None) -> str:
+    message: dict[str, object] = {"type": "clock", "t": t, "playing": playing}
+    if rate is not None:
+        message["rate"] = rate
+    return json.dumps(message)
 
 
 # --- the control channel: server → page

@@ -309,8 +309,8 @@ class LiveSession(Generic[F]):
 
     # --- input
 
-    def on_clock(self, t_ref: float, playing: bool, now: float) -> None:
-        if self.clock.update(t_ref, playing, now):
+    def on_clock(self, t_ref: float, playing: bool, now: float, rate: float | None = None) -> None:
+        if self.clock.update(t_ref, playing, now, rate):
             self.sampler.note_seek()
 
     def on_frame(self, frame: F, now: float, capture_s: float | None = None) -> bool:
