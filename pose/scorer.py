@@ -156,7 +156,10 @@ class Scorer:
         self._last_tick = tick
         reach = self.max_lag + self.half  # every row the lags or the window can need
         lo, hi = max(0, tick - reach), min(self.ticks, tick + reach + 1)
-        sim = similarity(user, self._previous(tick), *self._rows(lo, hi), mirror=self.mirror)
+        previous = self._previous(tick)
+        user_prev = None if previous is None else previous[1]
+        gap = self.motion if previous is None else tick - previous[0]
+        sim = similarity(user, user_prev, *self._rows(lo, hi, gap), mirror=self.mirror)
         lags = np.full(2 * self.max_lag + 1, np.nan)
         rows = np.arange(lo, hi)
         near = np.abs(rows - tick) <= self.max_lag
@@ -192,9 +195,18 @@ class Scorer:
 
     # --- internals
 
-    def _rows(self, lo: int, hi: int) -> tuple[PoseArrays, PoseArrays]:
+    def _rows(self, lo: int, hi: int, gap: int) -> tuple[PoseArrays, PoseArrays]:
+        """The dancer's rows lo..hi-1 and their poses `gap` ticks earlier: the user's motion is measured over the
+        ticks between the user's two poses, so the dancer's is measured over as many (a session at half the
+        reference's rate, or one that skipped a tick, has its earlier pose 4 or 6 ticks back, not 5)."""
         dancer = self.reference.take(slice(lo, hi))
-        return dancer.now, dancer.prev
+        if gap == self.motion:
+            return dancer.now, dancer.prev
+        rows = np.arange(lo, hi) - gap
+        earlier = self.reference.now.take(np.maximum(rows, 0))
+        seen = rows >= 0
+        edges = None if earlier.edges is None else (earlier.edges[0], earlier.edges[1] & seen[:, None])
+        return dancer.now, PoseArrays(earlier.pts, earlier.found & seen[:, None], edges)
 
     def _window(
         self, sim: Similarity, lo: int, hi: int, centre: int
@@ -209,11 +221,14 @@ class Scorer:
         score = calibrated(float(total[best]), float(self.chance[centre]))
         return score, 100.0 * raw, sim.limbs[lo + best], sim.parts[lo + best]
 
-    def _previous(self, tick: int) -> PoseArrays | None:
-        """The user's pose `motion` ticks earlier, or the nearest kept one within half that."""
+    def _previous(self, tick: int) -> tuple[int, PoseArrays] | None:
+        """(tick, pose) of the user `motion` ticks earlier, or of the nearest kept one within half that."""
         target, slack = tick - self.motion, max(1, self.motion // 2)
-        near = [t for t in self._history if abs(t - target) <= slack]
-        return self._history[min(near, key=lambda t: (abs(t - target), t))] if near else None
+        near = [t for t in self._history if abs(t - target) <= slack and t < tick]
+        if not near:
+            return None
+        best = min(near, key=lambda t: (abs(t - target), t))
+        return best, self._history[best]
 
     def _complete(self, tick: int) -> tuple[MoveVerdict, ...]:
         done = []
