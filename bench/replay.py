@@ -138,13 +138,17 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
     ticks = scores["tick"].astype(int).tolist()
     chance, moves = dancer.scoring()
 
-    def judge() -> Judge:
-        return Judge(dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves)
+    def judge(smooth: bool = True) -> Judge:
+        return Judge(dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, smooth=smooth)
 
     (work / "user.csv").write_text(session.pop("keypoints_csv"))
     uticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(work / "user.csv"))
     rescored = score_keypoints(judge(), uticks, dancer.fps, uxy, uconf, WEBCAM_SIZE[0] / WEBCAM_SIZE[1])
     own = score_keypoints(judge(), ticks, dancer.fps, dancer.xy[ticks], dancer.confidence[ticks], dancer.aspect)
+    own_raw = score_keypoints(
+        judge(False), ticks, dancer.fps, dancer.xy[ticks], dancer.confidence[ticks], dancer.aspect
+    )
+    user_raw = score_keypoints(judge(False), uticks, dancer.fps, uxy, uconf, WEBCAM_SIZE[0] / WEBCAM_SIZE[1])
     models = load_models(data_dir, pose=DEFAULT_BACKEND)
     step = round(dancer.fps / fps)
     grid = list(range(min(ticks), max(ticks) + 1, step)) if ticks else []
@@ -175,6 +179,14 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
             "score": _mean([v.score for v in own]),
             "raw": _mean([v.raw for v in own]),
         },
+        "offline_reference_unsmoothed": {"ticks": len(own_raw), "score": _mean([v.score for v in own_raw])},
+        "live_rescored_unsmoothed": {"ticks": len(user_raw), "score": _mean([v.score for v in user_raw])},
+        "per_tick": {
+            "tick": ticks,
+            "live": scores["score"].tolist(),
+            "rescored": [round(v.score, 2) for v in rescored],
+            "rescored_ticks": [v.tick for v in rescored],
+        },
         "offline_webcam": offline_webcam(dancer, webcam, grid, fps, models),
         "offline_webcam_every_tick": offline_webcam(dancer, webcam, every, dancer.fps, models),
         "total_s": round(time.monotonic() - started, 1),
@@ -192,7 +204,8 @@ def main() -> None:
         figures = run(args.seconds, args.fps, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    for key in ("live", "live_rescored", "offline_reference", "offline_webcam", "offline_webcam_every_tick"):
+    keys = ("live", "live_rescored", "live_rescored_unsmoothed", "offline_reference", "offline_reference_unsmoothed")
+    for key in (*keys, "offline_webcam", "offline_webcam_every_tick"):
         print(f"{key:<28}{json.dumps(figures[key])}")
     print(f"wrote {args.out}")
 

@@ -39,10 +39,12 @@ class Judge:
         moves: list[Move],
         *,
         mirror: bool = True,
+        smooth: bool = True,
     ) -> None:
+        """smooth: False skips the One-Euro filter (for measuring what it costs or gains)."""
         moments = Moments.from_keypoints(dancer_xy, dancer_conf, dancer_aspect, fps)
         self.scorer = Scorer(moments, fps, chance, moves, mirror=mirror)
-        self.filter = OneEuroFilter()
+        self.filter = OneEuroFilter() if smooth else None
 
     def add(
         self, tick: int, time_s: float, xy: npt.ArrayLike | None, conf: npt.ArrayLike | None, aspect: float
@@ -52,7 +54,10 @@ class Judge:
         if xy is None or conf is None:
             xy, conf = np.full((NUM_PARTS, 2), np.nan), np.zeros(NUM_PARTS)
         confidence = np.asarray(conf, dtype=np.float64)
-        smooth = self.filter(xy, time_s, confidence)
+        if self.filter is not None:
+            smooth = self.filter(xy, time_s, confidence)
+        else:
+            smooth = np.where(confidence[:, None] > 0, np.asarray(xy, dtype=np.float64), np.nan)
         found = np.where(np.isfinite(smooth).all(axis=-1), confidence, 0.0)
         return smooth, self.scorer.add(tick, smooth, found, aspect)
 
