@@ -4,17 +4,18 @@ Python client, and where the live score parts from the offline one.
     python -m bench.replay [--seconds 12] [--fps 5] [--out bench/results/replay.json]
 
 Set-up (the scoring issue's figure): a reference of the first 15 s of the sample (vtest.avi) at 10 ticks/s
-built with the default backend (so with its calibration and cut), the same 15 s as the webcam at 640x480 and
-30 fps (each frame three times, H.264), one session of `--seconds` at `--fps` ticks/s, `python server.py` in its
-own process, the client in this one. Mean scores over the ticks the session processed:
+built with the default backend (so with its calibration and cut), the reference's own video.mp4 (what the page
+plays) as the webcam at its own size and 30 fps (each frame three times, H.264), one session of `--seconds` at
+`--fps` ticks/s, `python server.py` in its own process, the client in this one. Mean scores over the ticks the session processed:
 
 * live: the session's own scores.csv (calibrated and raw), the latency estimate, ticks processed;
 * live_rescored: the session's keypoints.csv through `pose.judge.score_keypoints` (the one code path: equal to
   live up to the CSV's rounding);
 * offline_reference: the dancer's own keypoints at the same ticks (the ceiling: a perfect copy);
+* *_smoothed: the same, scoring the One-Euro filtered keypoints (what the filter would cost, `pose.judge`);
 * offline_webcam: the webcam clip decoded here (no WebRTC, no clock), the frame on screen at each tick of the
   session's grid analysed by `LiveSession.process` exactly as live (held detector boxes, crop from the previous
-  processed tick): what the re-encoding to 640x480 and the session's analysis cadence cost;
+  processed tick): what re-encoding the footage once more and the session's analysis cadence cost;
 * offline_webcam_every_tick: the same at the reference's 10 ticks/s (the crop follows from consecutive ticks).
 
 Writes bench/results/replay.json.
@@ -43,7 +44,7 @@ from harness.server import ServerProcess
 from pose import assets
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.judge import Judge, score_keypoints
-from pose.media.video import iter_frames
+from pose.media.video import iter_frames, probe_video
 from pose.models import DEFAULT_BACKEND
 from stream.client import run_session
 from stream.references import ReferenceLibrary
@@ -53,7 +54,6 @@ log = logging.getLogger("bench.replay")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replay.json"
 REFERENCE_S = 15.0
-WEBCAM_SIZE = (640, 480)
 START_TIMEOUT_S = 300.0
 
 
@@ -127,7 +127,10 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
     data_dir = work / "data"
     data_dir.mkdir()
     reference = prepare_data_dir(data_dir, video, REFERENCE_S)
-    webcam = cut_clip(video, work / "webcam.mp4", round(REFERENCE_S * 10), repeat=3, size=WEBCAM_SIZE)
+    footage = data_dir / "references" / reference / "video.mp4"  # what the page plays: the reference's own
+    webcam = cut_clip(footage, work / "webcam.mp4", round(REFERENCE_S * 10), repeat=3)
+    width, height = probe_video(webcam).width, probe_video(webcam).height
+    aspect = width / height
     log.warning("reference and webcam ready (%.0f s)", time.monotonic() - started)
     args = ["server.py", "--data-dir", str(data_dir), "--pose", DEFAULT_BACKEND, "--no-seed"]
     with ServerProcess.start(args, work / "server.log", "server", START_TIMEOUT_S) as server:
@@ -138,17 +141,17 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
     ticks = scores["tick"].astype(int).tolist()
     chance, moves = dancer.scoring()
 
-    def judge(smooth: bool = True) -> Judge:
-        return Judge(dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, smooth=smooth)
+    def judge(smoothed: bool = False) -> Judge:
+        return Judge(dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, score_smoothed=smoothed)
 
     (work / "user.csv").write_text(session.pop("keypoints_csv"))
     uticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(work / "user.csv"))
-    rescored = score_keypoints(judge(), uticks, dancer.fps, uxy, uconf, WEBCAM_SIZE[0] / WEBCAM_SIZE[1])
+    rescored = score_keypoints(judge(), uticks, dancer.fps, uxy, uconf, aspect)
     own = score_keypoints(judge(), ticks, dancer.fps, dancer.xy[ticks], dancer.confidence[ticks], dancer.aspect)
-    own_raw = score_keypoints(
-        judge(False), ticks, dancer.fps, dancer.xy[ticks], dancer.confidence[ticks], dancer.aspect
+    own_smoothed = score_keypoints(
+        judge(True), ticks, dancer.fps, dancer.xy[ticks], dancer.confidence[ticks], dancer.aspect
     )
-    user_raw = score_keypoints(judge(False), uticks, dancer.fps, uxy, uconf, WEBCAM_SIZE[0] / WEBCAM_SIZE[1])
+    user_smoothed = score_keypoints(judge(True), uticks, dancer.fps, uxy, uconf, aspect)
     models = load_models(data_dir, pose=DEFAULT_BACKEND)
     step = round(dancer.fps / fps)
     grid = list(range(min(ticks), max(ticks) + 1, step)) if ticks else []
@@ -159,7 +162,7 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
             "reference_s": REFERENCE_S,
             "reference_fps": dancer.fps,
             "pose": DEFAULT_BACKEND,
-            "webcam": {"size": list(WEBCAM_SIZE), "fps": 30},
+            "webcam": {"size": [width, height], "fps": 30, "source": "the reference's video.mp4"},
             "session_s": seconds,
             "session_fps": fps,
             "calibrated": folder.joinpath("calibration.csv").is_file(),
@@ -179,8 +182,8 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
             "score": _mean([v.score for v in own]),
             "raw": _mean([v.raw for v in own]),
         },
-        "offline_reference_unsmoothed": {"ticks": len(own_raw), "score": _mean([v.score for v in own_raw])},
-        "live_rescored_unsmoothed": {"ticks": len(user_raw), "score": _mean([v.score for v in user_raw])},
+        "offline_reference_smoothed": {"ticks": len(own_smoothed), "score": _mean([v.score for v in own_smoothed])},
+        "live_rescored_smoothed": {"ticks": len(user_smoothed), "score": _mean([v.score for v in user_smoothed])},
         "per_tick": {
             "tick": ticks,
             "live": scores["score"].tolist(),
@@ -204,7 +207,7 @@ def main() -> None:
         figures = run(args.seconds, args.fps, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    keys = ("live", "live_rescored", "live_rescored_unsmoothed", "offline_reference", "offline_reference_unsmoothed")
+    keys = ("live", "live_rescored", "live_rescored_smoothed", "offline_reference", "offline_reference_smoothed")
     for key in (*keys, "offline_webcam", "offline_webcam_every_tick"):
         print(f"{key:<28}{json.dumps(figures[key])}")
     print(f"wrote {args.out}")

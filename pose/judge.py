@@ -1,8 +1,16 @@
-"""One user's scoring as every caller runs it, live or offline: the user's keypoints through a One-Euro filter
-(`pose.oneeuro`, at the tick's reference time), then `pose.scorer.Scorer` against the dancer's moments.
+"""One user's scoring as every caller runs it, live or offline: `pose.scorer.Scorer` against the dancer's
+moments, and the user's keypoints through a One-Euro filter (`pose.oneeuro`, at the tick's reference time) for
+drawing.
 
-The dancer's keypoints are not smoothed: they were extracted offline from every frame of the reference and
-are what the chance baseline was computed on. A tick where nobody was found is scored as an all-missing pose
+The filter's output is drawn, not scored: a session analyses 5 to 10 ticks a second, and at that rate the
+filter blends each pose with ones 0.1 to 0.5 s older, which is motion, not jitter. Measured through the live
+replay benchmark (`bench.replay`): the dancer's own keypoints at a session's ticks score 100 unsmoothed and 67
+smoothed, so smoothing would cost a perfect copy a third of its score. On the returned video the smoothed
+skeleton is what a user wants to see (jitter halved, `bench.scoring`). `smooth=True` scores the smoothed
+keypoints instead (kept for that measurement).
+
+The dancer's keypoints are not smoothed either: they were extracted offline from every frame of the reference
+and are what the chance baseline was computed on. A tick where nobody was found is scored as an all-missing pose
 (it scores 0, and counts against its move). `score_keypoints` is the offline form: the same `Judge` fed a
 whole keypoint sequence.
 """
@@ -39,27 +47,28 @@ class Judge:
         moves: list[Move],
         *,
         mirror: bool = True,
-        smooth: bool = True,
+        score_smoothed: bool = False,
     ) -> None:
-        """smooth: False skips the One-Euro filter (for measuring what it costs or gains)."""
+        """score_smoothed: score the One-Euro filtered keypoints, not the model's (see the module docstring)."""
         moments = Moments.from_keypoints(dancer_xy, dancer_conf, dancer_aspect, fps)
         self.scorer = Scorer(moments, fps, chance, moves, mirror=mirror)
-        self.filter = OneEuroFilter() if smooth else None
+        self.filter = OneEuroFilter()
+        self.score_smoothed = score_smoothed
 
     def add(
         self, tick: int, time_s: float, xy: npt.ArrayLike | None, conf: npt.ArrayLike | None, aspect: float
     ) -> tuple[F64, TickVerdict]:
-        """The user's smoothed (18, 2) keypoints (NaN where missing) at reference tick `tick` (at `time_s` s of
-        the reference), and the tick's verdict. xy/conf None: nobody was found."""
+        """The user's smoothed (18, 2) keypoints for drawing (NaN where missing) at reference tick `tick` (at
+        `time_s` s of the reference), and the tick's verdict. xy/conf None: nobody was found."""
         if xy is None or conf is None:
             xy, conf = np.full((NUM_PARTS, 2), np.nan), np.zeros(NUM_PARTS)
         confidence = np.asarray(conf, dtype=np.float64)
-        if self.filter is not None:
-            smooth = self.filter(xy, time_s, confidence)
-        else:
-            smooth = np.where(confidence[:, None] > 0, np.asarray(xy, dtype=np.float64), np.nan)
-        found = np.where(np.isfinite(smooth).all(axis=-1), confidence, 0.0)
-        return smooth, self.scorer.add(tick, smooth, found, aspect)
+        smooth = self.filter(xy, time_s, confidence)
+        scored = (
+            smooth if self.score_smoothed else np.where(confidence[:, None] > 0, np.asarray(xy, np.float64), np.nan)
+        )
+        found = np.where(np.isfinite(scored).all(axis=-1), confidence, 0.0)
+        return smooth, self.scorer.add(tick, scored, found, aspect)
 
 
 def score_keypoints(
