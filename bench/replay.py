@@ -6,7 +6,8 @@ Python client, and where the live score parts from the offline one.
 Set-up (the scoring issue's figure): a reference of the first 15 s of the sample (vtest.avi) at 10 ticks/s
 built with the default backend (so with its calibration and cut), the reference's own video.mp4 (what the page
 plays) as the webcam at its own size and 30 fps (each frame three times, H.264), one session of `--seconds` at
-`--fps` ticks/s, `python server.py` in its own process, the client in this one. Mean scores over the ticks the session processed:
+`--fps` ticks/s, `python server.py` in its own process, the client in this one. Mean scores over the ticks
+the session processed:
 
 * live: the session's own scores.csv (calibrated and raw), the latency estimate, ticks processed;
 * live_rescored: the session's keypoints.csv through `pose.judge.score_keypoints` (the one code path: equal to

@@ -14,6 +14,7 @@ from stream.protocol import (
     Clock,
     MessageError,
     OfferError,
+    ServerMessage,
     clock_message,
     end_message,
     move_message,
@@ -103,11 +104,10 @@ def test_the_answer_and_the_server_messages_round_trip() -> None:
     assert move == {"type": "move", "move": 2, "start": 2.0, "end": 3.0, "tier": "good", "score": 64.57,
                     "limb": "right_leg", "offset_ms": -120}  # fmt: skip
     unknown = (score_message(5, 0.5, 0.0, None), move_message(0, 0.0, 1.0, "miss", 0.0, None, None))
-    for message in (score, *unknown, move, stats, stats_message(0, 0, 0, 0.0, 0.0, 10.0, 0.0)):
+    messages: list[ServerMessage] = [score, *unknown, move, stats, stats_message(0, 0, 0, 0.0, 0.0, 10.0, 0.0)]
+    for message in [*messages, end_message("the page closed the channel")]:
         assert parse_server_message(json.dumps(message)) == message
-    for message in (end_message("the page closed the channel"),):
-        assert parse_server_message(json.dumps(message)) == message
-    junk = [
+    junk: list[str | bytes] = [
         *("[", '{"type": "score", "tick": "4", "score": 1, "t": 0}', '{"type": "end"}', "null", b"\xff"),
         json.dumps({**score, "raw": None}),
         json.dumps({**score, "move": 1.5}),
