@@ -162,6 +162,7 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         library, jobs, registry = app[LIBRARY], app[JOBS], app[SESSIONS]
         library.clear_leftovers()
         _seed(library, jobs, settings)
+        jobs.backfill()  # references built before calibration and moves existed
         await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
         purger = asyncio.create_task(registry.purge_forever(), name="session-purger")
         yield

@@ -56,6 +56,7 @@ class ReferencesApi:
             web.post("/api/references", self.upload),
             web.get("/api/references/{id}/video", self.video),
             web.get("/api/references/{id}/keypoints.csv", self.keypoints),
+            web.get("/api/references/{id}/moves.json", self.moves),
             web.get("/api/jobs", self.list_jobs),
             web.get("/api/jobs/{job}", self.job),
         ]
@@ -85,6 +86,10 @@ class ReferencesApi:
     async def keypoints(self, request: web.Request) -> web.FileResponse:
         meta = self._reference(request)
         return web.FileResponse(self.library.csv_path(meta.id), headers={"Content-Type": "text/csv; charset=utf-8"})
+
+    async def moves(self, request: web.Request) -> web.Response:
+        meta = self._reference(request)
+        return web.json_response(await asyncio.to_thread(self.library.moves_json, meta))
 
     def _reference(self, request: web.Request) -> ReferenceMeta:
         meta = self.library.get(request.match_info["id"])
@@ -224,6 +229,7 @@ class SessionsApi:
             web.get("/api/sessions/{session}", self.metadata),
             web.get("/api/sessions/{session}/keypoints.csv", self.keypoints),
             web.get("/api/sessions/{session}/scores.csv", self.scores),
+            web.get("/api/sessions/{session}/moves.csv", self.moves),
         ]
 
     async def offer(self, request: web.Request) -> web.Response:
@@ -252,6 +258,10 @@ class SessionsApi:
     async def scores(self, request: web.Request) -> web.Response:
         runner = self._authorised(request)
         return _csv(runner.session.scores_csv(), f"dancesync-{runner.id}-scores.csv")
+
+    async def moves(self, request: web.Request) -> web.Response:
+        runner = self._authorised(request)
+        return _csv(runner.session.moves_csv(), f"dancesync-{runner.id}-moves.csv")
 
     def _authorised(self, request: web.Request) -> SessionRunner:
         """The session, if the request carries its token; 403 without a token, 404 for a wrong token or id

@@ -25,6 +25,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerCo
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription
 
+from pose.limbs import Limb
 from pose.types import FrameAnalysis
 from stream.core import SessionCore, SessionLimits
 from stream.ice import IceError, OfferIce, check_pairing, peer_unheard, prepare_offer
@@ -163,6 +164,7 @@ class SessionRunner:
     def metadata(self) -> SessionRecord:
         """The session's record (`GET /api/sessions/{id}`)."""
         s = self.session
+        latency_ms, confident = s.latency_estimate()
         return {
             "session": self.id,
             "reference": self.reference,
@@ -177,6 +179,9 @@ class SessionRunner:
             "control": self.core.counts(),
             "live": self.live,
             "end_reason": self.end_reason or None,
+            "latency_ms": latency_ms,
+            "latency_confident": confident,
+            "tiers": s.tier_counts(),
         }
 
     def task_names(self) -> list[str]:
@@ -241,7 +246,7 @@ class SessionRunner:
     def _on_sent(self) -> None:
         self.core.on_sent(self._loop.time())
 
-    def _annotation(self) -> FrameAnalysis | None:
+    def _annotation(self) -> tuple[FrameAnalysis, Limb | None] | None:
         return self.session.annotation(self._loop.time())
 
     def _end_soon(self, reason: str) -> None:
@@ -308,7 +313,8 @@ class SessionRunner:
                 continue
             now = self._loop.time()
             self.frame_ages.append(now - arrived)
-            self._send(self.session.record(result, now).message())
+            for message in self.session.record(result, now).messages():
+                self._send(message)
 
     def _process(self, tick: int, frame: av.VideoFrame) -> TickResult:
         return self.session.process(tick, self._to_bgr(frame))

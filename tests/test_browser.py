@@ -33,6 +33,7 @@ from harness.server import ServerProcess as Server
 from pose import assets
 from pose.csvio import CSV_COLUMNS
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
+from stream.session import SCORE_COLUMNS
 
 pytestmark = pytest.mark.browser
 
@@ -48,7 +49,7 @@ DANCE_SECONDS = 10
 SERVER_START_TIMEOUT_S = 180.0
 JOB_TIMEOUT_S = 300.0
 DRIVER_TIMEOUT_S = 240.0
-SCORES_HEADER = ["tick", "time_s", "score", "worst"]
+SCORES_HEADER = list(SCORE_COLUMNS)
 
 
 def _require_browser() -> None:

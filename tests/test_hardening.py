@@ -31,7 +31,7 @@ from stream.limits import host_name, origin_allowed
 from stream.rates import Rate, RateLimiter
 from stream.references import is_id, new_id
 from stream.sdpcheck import check_sdp
-from stream.session import SCORE_COLUMNS
+from stream.session import MOVE_TEXT_COLUMNS, SCORE_COLUMNS, SCORE_TEXT_COLUMNS
 from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections
 from tests.test_server import make_offer, upload_form, wait_for_job
 
@@ -611,7 +611,11 @@ async def test_every_served_csv_is_safe_after_a_hostile_title(
         checked += assert_csv_safe(await served.text(), ())
         response = await client.post("/api/offer", data=offer_body(await make_offer(), created["id"]), headers=JSON)
         session = await response.json()
-        for name, text_columns in (("keypoints.csv", ()), ("scores.csv", ("worst",))):
+        for name, text_columns in (
+            ("keypoints.csv", ()),
+            ("scores.csv", SCORE_TEXT_COLUMNS),
+            ("moves.csv", MOVE_TEXT_COLUMNS),
+        ):
             served = await client.get(f"/api/sessions/{session['session']}/{name}", params={"token": session["token"]})
             checked += assert_csv_safe(await served.text(), text_columns)
         await client.app[SESSIONS].close_all()  # ended sessions keep their CSVs and free their place
