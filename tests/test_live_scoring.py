@@ -110,19 +110,23 @@ async def test_a_live_session_gives_scores_moves_and_a_latency(
 async def test_a_webcam_300_ms_late_is_measured_through_the_live_path(
     live_client: Client, seeded: SeededLibrary, clips: Clips
 ) -> None:
-    """The reference's own footage as the webcam, 0.3 s late: the final record's latency (worked out from
-    reference ticks, so exact whatever the machine's load) is 300 ms within one tick (100 ms)."""
-    result = await run_session(str(live_client.make_url("")), clips.late, seeded.reference.id, seconds=10, fps=10)
-    runner = live_client.app[SESSIONS].get(result.session)
-    assert runner is not None
-    await eventually(lambda: not runner.live, what="the session to end")
-    record = runner.metadata()
-    print(
-        f"\nprocessed {record['processed']}: latency {record['latency_ms']} ms, confident {record['latency_confident']}"
-    )
-    assert record["latency_ms"] is not None
-    assert abs(record["latency_ms"] - 1000 * LATE_FRAMES / REFERENCE_FPS) <= 1000 / REFERENCE_FPS
-    assert result.metadata["latency_ms"] == record["latency_ms"]
+    """The reference's own footage as the webcam, on time and then 0.3 s late: the two final records' latencies
+    (worked out from reference ticks, so independent of the machine's load) differ by 300 ms within one tick
+    (100 ms). The difference, not the late run alone, is what is exact: the live path itself puts the webcam a
+    little behind the clock (video is encoded, sent and decoded; clock messages are not)."""
+
+    async def latency(clip: Path) -> int:
+        result = await run_session(str(live_client.make_url("")), clip, seeded.reference.id, seconds=10, fps=10)
+        runner = live_client.app[SESSIONS].get(result.session)
+        assert runner is not None
+        await eventually(lambda: not runner.live, what="the session to end")
+        record = runner.metadata()
+        print(f"\n{clip.name}: processed {record['processed']}, latency {record['latency_ms']} ms")
+        assert record["latency_ms"] is not None and result.metadata["latency_ms"] == record["latency_ms"]
+        return int(record["latency_ms"])
+
+    on_time, late = await latency(clips.webcam), await latency(clips.late)
+    assert abs((late - on_time) - 1000 * LATE_FRAMES / REFERENCE_FPS) <= 1000 / REFERENCE_FPS
 
 
 def test_a_reference_build_writes_its_calibration_and_moves(tmp_path: Path, clips: Clips, models: Models) -> None:
