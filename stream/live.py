@@ -92,6 +92,7 @@ class SessionRunner:
         self.pc: RTCPeerConnection | None = peer_connection()
         self.ended_at: float | None = None  # loop time
         self.end_reason = ""
+        self.ended = asyncio.Event()  # set once closing has finished (or failed): the results are final
         self._executor = executor
         self._loop = asyncio.get_running_loop()
         self.core: SessionCore[av.VideoFrame] = SessionCore(session, limits or SessionLimits(), self._loop.time())
@@ -349,6 +350,7 @@ class SessionRunner:
             self._end_soon(on_return)
 
     def _closed(self, task: asyncio.Task[None]) -> None:
+        self.ended.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("session %s: closing failed", self.id, exc_info=task.exception())
 
