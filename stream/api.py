@@ -290,18 +290,17 @@ class SessionsApi:
         self.registry.purge(asyncio.get_running_loop().time())  # a token dies with its session's retention
         session_id = request.match_info["session"]
         runner = self.registry.get(session_id)
-        if runner is not None:
-            profile = self.archive.profiles.get(runner.id) if self.archive is not None else None
-            own = hmac.compare_digest(token.encode(), runner.token.encode())
-            if own | same_digest(token, profile):
-                files = session_files(runner.session)
-                return SessionResults(runner.id, dict(runner.metadata()), files)
-        elif self.archive is not None:
+        if self.archive is not None and (runner is None or not runner.live):  # ended: the store has the final word
             store = self.archive.store
             stored = await store.run(store.load_session, session_id, self.archive.not_before(), file)
-            hashes = (stored.token_hash, stored.profile_hash) if stored is not None else (None, None)
-            if (same_digest(token, hashes[0]) | same_digest(token, hashes[1])) and stored is not None:
-                return SessionResults(stored.id, stored.record, stored.files)
+            if stored is not None:
+                if same_digest(token, stored.token_hash) | same_digest(token, stored.profile_hash):
+                    return SessionResults(stored.id, stored.record, stored.files)
+                runner = None
+        if runner is not None:  # live, or ended and not stored yet
+            profile = self.archive.profiles.get(runner.id) if self.archive is not None else None
+            if hmac.compare_digest(token.encode(), runner.token.encode()) | same_digest(token, profile):
+                return SessionResults(runner.id, dict(runner.metadata()), session_files(runner.session))
         else:
             same_digest(token, None)  # compare anyway: same timing
         raise api_error(web.HTTPNotFound, "no such session, or the token does not match")

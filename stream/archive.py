@@ -29,7 +29,7 @@ class SessionArchive:
         self.store = store
         self.retention_s = retention_s or None
         self.clock = clock
-        self.profiles: dict[str, str] = {}  # session id → its profile's digest, for sessions of this process
+        self.profiles: dict[str, str] = {}  # session id → its profile's digest, until the session is stored
         self._tasks: set[asyncio.Task[None]] = set()
 
     def not_before(self) -> float:
@@ -62,8 +62,10 @@ class SessionArchive:
         )
         try:
             await self.store.run(self.store.save_session, stored)
-        except Exception:
+        except Exception:  # still served from memory (stream.live.SessionRegistry) until its retention there
             log.exception("session %s: could not store its results", runner.id)
+        else:
+            self.profiles.pop(runner.id, None)  # the store answers for it from now on
 
     async def purge(self) -> int:
         if self.retention_s is None:
