@@ -322,3 +322,13 @@ async def test_queued_jobs_survive_a_restart(tmp_path: Path, clips: Clips, model
         assert {j.state for j in await store.run(store.load_jobs)} == {"done"}
         catalogue = await store.run(store.list_references)
         assert {r["id"]: r["path"] for r in catalogue} == {j["id"]: f"references/{j['id']}" for j in jobs}
+
+
+def test_server_options_for_the_store() -> None:
+    from server import DEFAULT_RETENTION_DAYS, Settings, build_parser
+
+    args = build_parser().parse_args(["--database", "postgresql://u@h/db", "--retention-days", "0"])
+    assert (args.database, args.retention_days) == ("postgresql://u@h/db", 0)
+    defaults = build_parser().parse_args([])
+    assert defaults.database is None and defaults.retention_days == DEFAULT_RETENTION_DAYS == 90
+    assert Settings().retention_s == 90 * 86400 and Settings().database_url is None
