@@ -370,8 +370,8 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
-        # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
-        # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
+        # Ended sessions stay in memory for minutes for their results: drop the unprocessed frame, and the scaler (its
+        # swscale context holds ~5 MiB of buffers; hundreds of short sessions would pin GBs).
         self.session.take_pending()
         self.session.finish()
         self._to_bgr = BgrConverter()
