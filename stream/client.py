@@ -166,6 +166,7 @@ async def run_session(
     fps: float | None = None,
     mirror: bool = True,
     pose: str | None = None,
+    profile: str | None = None,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
     on_connected: ChannelHook | None = None,
@@ -173,7 +174,8 @@ async def run_session(
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
     out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
-    server's pose backend for this session (default: the one that extracted the reference). `on_connected` runs
+    server's pose backend for this session (default: the one that extracted the reference); `profile`: a profile
+    token (stream.protocol) that lists the session among its past ones. `on_connected` runs
     beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
@@ -190,7 +192,7 @@ async def run_session(
         if player.audio is not None:
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
-        fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose}
+        fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose, "profile": profile}
         try:
             result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
@@ -248,7 +250,9 @@ async def _connect(
 
     pc.addTrack(webcam)
     await pc.setLocalDescription(await pc.createOffer())
-    body = offer_body(pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"])
+    body = offer_body(
+        pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"], fields["profile"]
+    )
     async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
         try:

@@ -93,6 +93,7 @@ class SessionRunner:
         self.pc: RTCPeerConnection | None = peer_connection()
         self.ended_at: float | None = None  # loop time
         self.end_reason = ""
+        self.ended = asyncio.Event()  # set once closing has finished (or failed): the results are final
         self._executor = executor
         self._loop = asyncio.get_running_loop()
         self.core: SessionCore[av.VideoFrame] = SessionCore(session, limits or SessionLimits(), self._loop.time())
@@ -355,6 +356,7 @@ class SessionRunner:
             self._end_soon(on_return)
 
     def _closed(self, task: asyncio.Task[None]) -> None:
+        self.ended.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("session %s: closing failed", self.id, exc_info=task.exception())
 
@@ -374,8 +376,8 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
-        # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
-        # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
+        # Ended sessions stay in memory for minutes for their results: drop the unprocessed frame, and the scaler (its
+        # swscale context holds ~5 MiB of buffers; hundreds of short sessions would pin GBs).
         self.session.take_pending()
         self.session.finish()
         self._to_bgr = BgrConverter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal, TypedDict, TypeGuard
 
@@ -23,6 +24,12 @@ CONTROL_LABEL = "control"
 FPS_RANGE = (0.1, 60.0)  # a session's ticks per second
 MAX_POSE_NAME = 40
 MAX_CONTROL_BYTES = 1024  # a clock message is ~50 bytes
+PROFILE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url without padding
+
+
+def is_profile_token(value: object) -> bool:
+    """A browser's anonymous profile token: 32 random bytes in unpadded base64url (43 characters)."""
+    return isinstance(value, str) and PROFILE_TOKEN.fullmatch(value) is not None
 
 
 # --- POST /api/offer
@@ -35,13 +42,15 @@ class OfferError(ValueError):
 @dataclass(frozen=True)
 class OfferRequest:
     """A validated `POST /api/offer` body. fps None means the reference's own tick rate; pose None, the pose
-    backend that extracted the reference (so both sides are placed alike)."""
+    backend that extracted the reference (so both sides are placed alike); profile, the browser's anonymous
+    profile token (`is_profile_token`) that lists the session among its past ones, or None."""
 
     sdp: str
     reference: str
     fps: float | None
     mirror: bool
     pose: str | None = None
+    profile: str | None = None
 
 
 def parse_offer_body(data: bytes) -> OfferRequest:
@@ -74,13 +83,23 @@ def parse_offer(body: object) -> OfferRequest:
         raise OfferError('"mirror" must be true or false')
     if pose is not None and not (isinstance(pose, str) and 0 < len(pose) <= MAX_POSE_NAME):
         raise OfferError('"pose" must be the name of a pose backend')
-    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose)
+    profile = body.get("profile")
+    if profile is not None and not is_profile_token(profile):
+        raise OfferError('"profile" must be a profile token: 43 characters of A-Z, a-z, 0-9, "-" and "_"')
+    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose, profile)
 
 
-def offer_body(sdp: str, reference: str, fps: float | None = None, mirror: bool = True, pose: str | None = None) -> str:
+def offer_body(
+    sdp: str,
+    reference: str,
+    fps: float | None = None,
+    mirror: bool = True,
+    pose: str | None = None,
+    profile: str | None = None,
+) -> str:
     """The body a client posts (fields left at None are left out, so the server's defaults apply)."""
     body: dict[str, object] = {"sdp": sdp, "type": "offer", "reference": reference, "mirror": mirror}
-    body |= {k: v for k, v in (("fps", fps), ("pose", pose)) if v is not None}
+    body |= {k: v for k, v in (("fps", fps), ("pose", pose), ("profile", profile)) if v is not None}
     return json.dumps(body)
 
 

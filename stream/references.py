@@ -143,11 +143,18 @@ class ReferenceLibrary:
         for folder in (root, self.building, self.uploads):
             folder.mkdir(parents=True, exist_ok=True)
 
-    def clear_leftovers(self) -> None:
-        """Remove half-built references and uploads left by a previous run."""
-        for folder in (self.building, self.uploads):
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
+    def clear_leftovers(self, keep: frozenset[Path] = frozenset()) -> None:
+        """Remove half-built references and uploads left by a previous run, except the uploads in `keep` (the
+        sources of jobs that resume)."""
+        shutil.rmtree(self.building, ignore_errors=True)
+        self.building.mkdir(parents=True, exist_ok=True)
+        for upload in self.uploads.iterdir():
+            if upload.resolve() in keep:
+                continue
+            if upload.is_dir():
+                shutil.rmtree(upload, ignore_errors=True)
+            else:
+                upload.unlink(missing_ok=True)
 
     def list(self) -> list[ReferenceMeta]:
         """Complete references, oldest first."""
@@ -326,6 +333,10 @@ class ReferenceJobs:
         """Queue a build of `source` with pose backend `pose` (None: the default); with `remove_source` the file is
         deleted afterwards (an upload). ValueError for a backend the catalog does not offer."""
         job = Job(id=new_id(), reference=new_id(), title=title, pose=self.models.resolve(pose))
+        return self.enqueue(job, source, fps, remove_source)
+
+    def enqueue(self, job: Job, source: Path, fps: float, remove_source: bool) -> Job:
+        """Queue `job` as it is (a new one from `submit`, or one resumed after a restart)."""
         self.jobs[job.id] = job
         task = asyncio.create_task(self._run(job, source, fps, remove_source), name=f"reference-job-{job.id}")
         self._tasks.add(task)
@@ -373,6 +384,7 @@ class ReferenceJobs:
             await asyncio.shield(future)
         except asyncio.CancelledError:
             await asyncio.gather(future, return_exceptions=True)  # let the worker notice the cancel flag
+            remove_source = False  # cancelled by the shutdown: the job may resume at the next start
             raise
         except Exception as exc:
             job.state, job.error = JobState.FAILED, _user_message(exc, (source, self.library.root))

@@ -32,6 +32,7 @@ from stream.rates import Rate, RateLimiter
 from stream.references import is_id, new_id
 from stream.sdpcheck import check_sdp
 from stream.session import MOVE_TEXT_COLUMNS, SCORE_COLUMNS, SCORE_TEXT_COLUMNS
+from stream.store import DB_NAME
 from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections
 from tests.test_server import make_offer, upload_form, wait_for_job
 
@@ -444,7 +445,8 @@ async def test_hostile_file_names_never_write_outside_the_data_dir(
     names = {p.name for p in data.rglob("*") if p.is_file()}
     print(f"\n{len(HOSTILE_NAMES)} uploads with hostile names: {len(outside)} files outside the data dir, {names}")
     assert outside == [] and escaped == []
-    assert names <= {"video.mp4", "keypoints.csv", "meta.json"}  # every file is under a server-made id
+    store = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}  # the store's SQLite database, at the data dir's top
+    assert names <= {"video.mp4", "keypoints.csv", "meta.json", *store}  # every other file is under a server-made id
 
 
 DOWNLOADS = [

@@ -16,6 +16,7 @@ import { UserError } from "./errors.js";
 import { Feedback } from "./feedback.js";
 import { exportFilename, failedTicksNotice } from "./format.js";
 import { Library } from "./library.js";
+import { startProgress } from "./progress.js";
 import { sessionSummary } from "./score.js";
 import { Scoreboard } from "./scoreboard.js";
 import { Session } from "./session.js";
@@ -186,6 +187,7 @@ controls.start.addEventListener("click", start);
 controls.stop.addEventListener("click", () => session?.stop());
 scoreboard.reset();
 render();
+startProgress();
 library.load().catch((error) => {
   feedback.status("Offline.");
   feedback.error(error);

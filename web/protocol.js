@@ -1,7 +1,7 @@
 // The wire messages as the page builds and reads them, one function each; the server's side is
 // stream/protocol.py and both follow docs/api.md. Pure: no DOM, no network, so node --test runs it.
 //
-//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?}
+//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?, "profile"?}
 //                     server → page  {"sdp", "type": "answer", "session", "token", "pose", "warnings"}
 //   `control` channel page → server  {"type": "clock", "t": dancer media time (s), "playing": bool}
 //                     server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part | null}
@@ -23,11 +23,13 @@ export function clockMessage(t, playing) {
   return { type: "clock", t: Math.round(time * 1000) / 1000, playing: Boolean(playing) };
 }
 
-/** The `POST /api/offer` body; fps and pose are left out unless given (the server then uses the reference's). */
-export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null }) {
+/** The `POST /api/offer` body; fps and pose are left out unless given (the server then uses the reference's);
+ * `profile` is the browser's anonymous profile token (progress.js), left out when null. */
+export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null, profile = null }) {
   const body = { sdp, type: "offer", reference, mirror: Boolean(mirror) };
   if (fps !== null) body.fps = fps;
   if (pose !== null) body.pose = pose;
+  if (profile !== null) body.profile = profile;
   return body;
 }
 
