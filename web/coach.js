@@ -147,3 +147,28 @@ export function trendText(passes) {
 export function tierCountsText(counts) {
   return TIERS.map((tier) => `${counts[tier] ?? 0} ${TIER_NAMES[tier]}`).join(" · ");
 }
+
+/**
+ * The report's "score along the song" data, on one x axis (uPlot's aligned arrays): the tick times, each with its
+ * score, and per tier the move's score across the move's span (null outside moves of that tier), so each move
+ * shows as a step in its tier's colour. `scores`: [{ t, score }], `moves`: [{ start, end, tier, score }].
+ */
+export function songChartData(scores, moves) {
+  const xs = [...new Set([...scores.map((s) => s.t), ...moves.flatMap((m) => [m.start, m.end])])].sort((a, b) => a - b);
+  const byT = new Map(scores.map((s) => [s.t, s.score]));
+  const tiers = Object.fromEntries(TIERS.map((tier) => [tier, xs.map(() => null)]));
+  for (const m of moves) {
+    if (!(m.tier in tiers)) continue;
+    xs.forEach((x, i) => {
+      if (x >= m.start && x <= m.end) tiers[m.tier][i] = m.score;
+    });
+  }
+  return { x: xs, score: xs.map((x) => byT.get(x) ?? null), tiers };
+}
+
+/** The tick of `scores` (each { tick, t, score }) lowest within [start, end), or null when none was scored. */
+export function worstTickIn(scores, start, end) {
+  let worst = null;
+  for (const s of scores) if (s.t >= start && s.t < end && (!worst || s.score < worst.score)) worst = s;
+  return worst;
+}

@@ -91,3 +91,20 @@ test("passes of an A-B loop: ticks between A and B, a new pass when the loop goe
   run([10, 11], 50);
   assert.deepEqual(passes.summary(), []);
 });
+
+test("the song chart: tick scores on one axis with each move's score over its span in its tier", async () => {
+  const { songChartData, worstTickIn } = await import("../../web/coach.js");
+  const scores = [0, 1, 2, 3].map((k) => ({ tick: k, t: k / 2, score: [90, 40, 60, 20][k] }));
+  const moves = [
+    { move: 0, start: 0, end: 1, tier: "good", score: 65 },
+    { move: 1, start: 1, end: 2, tier: "miss", score: 20 },
+  ];
+  const data = songChartData(scores, moves);
+  assert.deepEqual(data.x, [0, 0.5, 1, 1.5, 2]);
+  assert.deepEqual(data.score, [90, 40, 60, 20, null]);
+  assert.deepEqual(data.tiers.good, [65, 65, 65, null, null]);
+  assert.deepEqual(data.tiers.miss, [null, null, 20, 20, 20]);
+  assert.deepEqual(data.tiers.perfect, [null, null, null, null, null]);
+  assert.equal(worstTickIn(scores, 0, 1).tick, 1);
+  assert.equal(worstTickIn(scores, 5, 6), null);
+});
