@@ -68,8 +68,13 @@ const practice = new Practice(
   },
   {
     onLoop: (loop) => {
+      // A loop set while dancing: the stretch just danced from A to B is its first pass.
       passes.setLoop(loop);
-      scoreboard.showPasses("");
+      if (session?.active) {
+        session.tally.scores.forEach((score) => passes.addScore(score));
+        moveLog.list.forEach((move) => passes.addMove(move));
+      }
+      scoreboard.showPasses(passes.loop ? trendText(passes.summary()) : "");
     },
   },
 );

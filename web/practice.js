@@ -71,6 +71,8 @@ export class Practice {
   #show(problem = null) {
     const at = (t) => (t === null ? "–" : `${formatDuration(Math.floor(t))}.${Math.floor((t % 1) * 10)}`);
     this.label.textContent = problem ?? (this.a === null ? "No loop" : `Loop ${at(this.a)} → ${at(this.b)}`);
+    this.label.dataset.a = this.a ?? "";
+    this.label.dataset.b = this.b ?? "";
     this.clearButton.disabled = this.a === null;
   }
 }

@@ -7,7 +7,6 @@
 import { containBox, LIMBS, limbName, skeletonShapes, tickAt } from "./skeleton.js";
 import { drawShapes } from "./overlay.js";
 import { latencyText, songChartData, TIER_NAMES, TIERS, tierCountsText, verdictText, worstTickIn } from "./coach.js";
-import { formatDuration } from "./format.js";
 
 const UPLOT = "./node_modules/uplot/dist/uPlot.esm.js";
 export const TIER_COLOURS = { perfect: "#3ddc84", good: "#4fc3f7", ok: "#ffc247", miss: "#ff6161" };
@@ -69,7 +68,7 @@ export class Report {
         width: this.#width(this.scoreChart),
         height: 180,
         scales: { x: { time: false }, y: { range: [0, 100] } },
-        axes: [{ ...AXIS, values: (u, ticks) => ticks.map((t) => formatDuration(t)) }, { ...AXIS }],
+        axes: [{ ...AXIS, values: (u, ticks) => ticks.map(clockTime) }, { ...AXIS }],
         series: [{ label: "time" }, { label: "Score", stroke: "#ff5c8a", width: 1.5, points: { show: false } }, ...tierSeries],
         legend: { live: false },
         hooks: {
@@ -132,11 +131,11 @@ export class Report {
     const item = document.createElement("li");
     const at = worstTickIn(scores, move.start, move.end) ?? { t: move.start };
     const title = document.createElement("p");
-    title.textContent = `Move ${move.move + 1} at ${formatDuration(move.start)}: ${verdictText(move)} (${Math.round(move.score)})`;
+    title.textContent = `Move ${move.move + 1} at ${clockTime(move.start)}: ${verdictText(move)} (${Math.round(move.score)})`;
     const canvas = Object.assign(document.createElement("canvas"), { width: 480, height: 180 });
     canvas.className = "replay";
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", `The dancer at ${formatDuration(at.t)} with the skeleton, and yours beside it`);
+    canvas.setAttribute("aria-label", `The dancer at ${clockTime(at.t)} with the skeleton, and yours beside it`);
     const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Replay move" });
     button.addEventListener("click", () => this.#play(canvas, move, dancer, user));
     item.append(title, canvas, button);
@@ -201,6 +200,9 @@ function ready(video) {
     video.addEventListener("error", reject, { once: true });
   });
 }
+
+/** 83.25 → "1:23.3": the report's time axis (moves are shorter than a second or two). */
+export const clockTime = (t) => `${Math.floor(t / 60)}:${(t % 60).toFixed(1).padStart(4, "0")}`;
 
 const capitalise = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
