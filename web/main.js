@@ -125,6 +125,7 @@ const summary = new SummaryDialog(
 );
 
 let session = null;
+let cameraAspect = 4 / 3; // the user's camera frame, from the returned video once it has a size
 let moveLog = new MoveLog();
 let dancerKeypoints = { id: null, keypoints: null };
 
@@ -260,6 +261,7 @@ async function showReport(current) {
     dancer: dancerKeypoints.id === ref.id ? dancerKeypoints.keypoints : null,
     user,
     videoUrl: referenceVideoUrl(ref.id),
+    cameraAspect,
   });
 }
 
@@ -274,6 +276,7 @@ function showReturnedVideo(stream) {
 function freezeReturnedVideo() {
   const video = you.video;
   if (!video.videoWidth) return;
+  cameraAspect = video.videoWidth / video.videoHeight;
   const canvas = Object.assign(document.createElement("canvas"), {
     width: video.videoWidth,
     height: video.videoHeight,

@@ -4,7 +4,7 @@
 // Charts are uPlot (web/package.json, installed by the set-up into web/node_modules and served under /static);
 // it is loaded when a report is first shown, so the live page never waits for it.
 
-import { containBox, LIMBS, limbName, skeletonShapes, tickAt } from "./skeleton.js";
+import { cropBox, LIMBS, limbName, poseCrop, skeletonShapes, tickAt } from "./skeleton.js";
 import { drawShapes } from "./overlay.js";
 import { latencyText, songChartData, TIER_NAMES, TIERS, tierCountsText, verdictText, worstTickIn } from "./coach.js";
 
@@ -33,8 +33,10 @@ export class Report {
   }
 
   /** `scores` [{ tick, t, score }], `moveLog` coach.MoveLog, `boundaries` [{ start, end }] (the reference's
-   * moves, or none), `dancer`/`user` keypoints ({ poses, fps } or null), `videoUrl` the dancer video. */
-  async show({ scores, moveLog, boundaries, stats, dancer, user, videoUrl }) {
+   * moves, or none), `dancer`/`user` keypoints ({ poses, fps } or null), `videoUrl` the dancer video,
+   * `cameraAspect` the user's camera frame's width / height. */
+  async show({ scores, moveLog, boundaries, stats, dancer, user, videoUrl, cameraAspect = 4 / 3 }) {
+    this.cameraAspect = cameraAspect;
     this.clear();
     this.section.hidden = false;
     const moves = moveLog.list;
@@ -132,7 +134,7 @@ export class Report {
     const at = worstTickIn(scores, move.start, move.end) ?? { t: move.start };
     const title = document.createElement("p");
     title.textContent = `Move ${move.move + 1} at ${clockTime(move.start)}: ${verdictText(move)} (${Math.round(move.score)})`;
-    const canvas = Object.assign(document.createElement("canvas"), { width: 480, height: 180 });
+    const canvas = Object.assign(document.createElement("canvas"), { width: 480, height: 240 });
     canvas.className = "replay";
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", `The dancer at ${clockTime(at.t)} with the skeleton, and yours beside it`);
@@ -151,7 +153,7 @@ export class Report {
       await ready(video);
       video.currentTime = t;
       await new Promise((resolve) => video.addEventListener("seeked", resolve, { once: true }));
-      paint(canvas, video, t, off, dancer, user);
+      paint(canvas, video, t, off, dancer, user, this.cameraAspect);
     })().catch(() => {});
     return this.#queue;
   }
@@ -162,7 +164,7 @@ export class Report {
     await this.#still(canvas, move.start, move.limb, dancer, user);
     const video = this.replay;
     const step = (now, metadata) => {
-      paint(canvas, video, metadata.mediaTime, move.limb, dancer, user);
+      paint(canvas, video, metadata.mediaTime, move.limb, dancer, user, this.cameraAspect);
       if (metadata.mediaTime < move.end && !video.paused) video.requestVideoFrameCallback(step);
       else video.pause();
     };
@@ -172,25 +174,35 @@ export class Report {
   }
 }
 
-/** Left half: the dancer's frame at `t` with the dancer's skeleton; right half: the user's skeleton at that tick. */
-function paint(canvas, video, t, off, dancer, user) {
+/**
+ * Left half: the dancer's frame at `t`, zoomed on the dancer, with the dancer's skeleton; right half: the user's
+ * skeleton at that tick, zoomed the same way on its own parts (the user's frame is not kept). `cameraAspect` is
+ * the user's camera frame's width / height.
+ */
+function paint(canvas, video, t, off, dancer, user, cameraAspect) {
   const ctx = canvas.getContext("2d");
-  const half = canvas.width / 2;
+  const half = { x: 0, y: 0, width: canvas.width / 2, height: canvas.height };
+  const aspect = half.width / half.height;
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  const box = containBox(video.videoWidth, video.videoHeight, half, canvas.height);
-  if (video.videoWidth) ctx.drawImage(video, box.x, box.y, box.width, box.height);
   const pose = dancer && dancer.poses.get(tickAt(t, dancer.fps));
+  const frameAspect = video.videoWidth && video.videoHeight ? video.videoWidth / video.videoHeight : 4 / 3;
+  const crop = (pose && poseCrop(pose, aspect, frameAspect)) ?? { x: 0, y: 0, width: 1, height: 1 };
+  const box = cropBox(crop, half);
+  if (video.videoWidth) ctx.drawImage(video, box.x, box.y, box.width, box.height);
   if (pose) drawShapes(ctx, skeletonShapes(pose, box, off));
+  const right = { ...half, x: half.width };
   ctx.fillStyle = "#1b2027";
-  ctx.fillRect(half, 0, half, canvas.height);
+  ctx.fillRect(right.x, 0, right.width, right.height);
   const mine = user && user.poses.get(tickAt(t, dancer?.fps ?? user.fps));
-  const right = { ...box, x: half + box.x };
-  ctx.fillStyle = "#98a3b0";
+  const myCrop = mine && poseCrop(mine, aspect, cameraAspect);
+  if (myCrop) drawShapes(ctx, skeletonShapes(mine, cropBox(myCrop, right), off));
+  ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+  ctx.fillRect(0, 0, canvas.width, 18);
+  ctx.fillStyle = "#e8ecf1";
   ctx.font = "12px system-ui, sans-serif";
-  ctx.fillText("Dancer", 6, 14);
-  ctx.fillText(mine ? "You" : "You (not found at this tick)", half + 6, 14);
-  if (mine) drawShapes(ctx, skeletonShapes(mine, right, off));
+  ctx.fillText("Dancer", 6, 13);
+  ctx.fillText(myCrop ? "You" : "You (not found at this tick)", right.x + 6, 13);
 }
 
 function ready(video) {

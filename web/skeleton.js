@@ -128,3 +128,33 @@ export function containBox(videoWidth, videoHeight, width, height) {
   const h = videoHeight * scale;
   return { x: (width - w) / 2, y: (height - h) / 2, width: w, height: h };
 }
+
+/**
+ * The stretch of the frame to show around `pose`: its found parts' box grown by `margin` on each side, at least
+ * `min` of the frame's height, widened or heightened to `aspect` (width / height of where it is drawn, in
+ * pixels) for a frame of `frameAspect` (its width / height). In normalised frame coordinates ({ x, y, width,
+ * height }, may reach past the frame's edges); null when no part was found.
+ */
+export function poseCrop(pose, aspect, frameAspect, margin = 0.3, min = 0.2) {
+  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (let part = 0; part < PARTS.length; part += 1) {
+    const x = pose[part * 3] * frameAspect; // in frame heights, so both axes share a unit
+    const y = pose[part * 3 + 1];
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    [x0, y0, x1, y1] = [Math.min(x0, x), Math.min(y0, y), Math.max(x1, x), Math.max(y1, y)];
+  }
+  if (x0 === Infinity) return null;
+  const grow = 1 + 2 * margin;
+  const height = Math.max((y1 - y0) * grow, ((x1 - x0) * grow) / aspect, min);
+  const width = height * aspect;
+  const cx = (x0 + x1) / 2;
+  const cy = (y0 + y1) / 2;
+  return { x: (cx - width / 2) / frameAspect, y: cy - height / 2, width: width / frameAspect, height };
+}
+
+/** The skeletonShapes box that draws the frame region `crop` (normalised) into `dest` (pixels). */
+export function cropBox(crop, dest) {
+  const width = dest.width / crop.width;
+  const height = dest.height / crop.height;
+  return { x: dest.x - crop.x * width, y: dest.y - crop.y * height, width, height };
+}

@@ -407,6 +407,12 @@ async function coach(page, result) {
   await page.waitForTimeout(3000);
   result.overlayDancing = await overlayPixels(page);
   await page.screenshot({ path: join(opts.out, "coach-dancing.png") });
+  // A move's verdict on the returned video, from a server that judges moves (an older one sends none).
+  result.verdict = await page
+    .waitForSelector("#verdict:not([hidden])", { timeout: 15_000 })
+    .then(() => page.textContent("#verdict"))
+    .catch(() => null);
+  if (result.verdict) await page.screenshot({ path: join(opts.out, "coach-verdict.png") });
 
   await page.click("#loop-a");
   await page.waitForTimeout(3000);
@@ -460,7 +466,8 @@ async function coach(page, result) {
     };
   });
   await page.screenshot({ path: join(opts.out, "coach-report.png") });
-  await page.locator("#summary").screenshot({ path: join(opts.out, "coach-report-dialog.png") });
+  await page.evaluate(() => document.getElementById("report-worst").scrollIntoView());
+  await page.screenshot({ path: join(opts.out, "coach-report-worst.png") });
   log("report", JSON.stringify(result.report));
 }
 

@@ -88,3 +88,18 @@ test("object-fit: contain places the frame centred in its element", () => {
   assert.deepEqual(containBox(768, 576, 400, 400), { x: 0, y: 50, width: 400, height: 300 });
   assert.deepEqual(containBox(640, 480, 800, 300), { x: 200, y: 0, width: 400, height: 300 });
 });
+
+test("the crop around a pose: its box grown by the margin, at the drawing's aspect, mapped onto the drawing", async () => {
+  const { cropBox, poseCrop } = await import("../../web/skeleton.js");
+  const pose = new Float32Array(PARTS.length * 3).fill(NaN);
+  pose.set([0.5, 0.25, 0.9], 0); // nose
+  pose.set([0.5, 0.75, 0.9], PARTS.indexOf("l_ankle") * 3);
+  // a 2:1 frame, drawn into a square: the parts span half the frame's height, grown by a quarter each side
+  const crop = poseCrop(pose, 1, 2, 0.25);
+  assert.deepEqual(crop, { x: 0.5 - 0.1875, y: 0.125, width: 0.375, height: 0.75 });
+  const box = cropBox(crop, { x: 0, y: 0, width: 300, height: 300 });
+  const { joints } = skeletonShapes(pose, box);
+  assert.deepEqual(joints.map((j) => j.at.map((v) => Math.round(v * 1000) / 1000)), [[150, 50], [150, 250]]);
+  assert.equal(poseCrop(new Float32Array(PARTS.length * 3).fill(NaN), 1, 1), null);
+  assert.equal(poseCrop(pose, 1, 1, 0, 0.9).height, 0.9); // never less than `min` of the frame
+});
