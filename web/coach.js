@@ -166,9 +166,10 @@ export function songChartData(scores, moves) {
   return { x: xs, score: xs.map((x) => byT.get(x) ?? null), tiers };
 }
 
-/** The tick of `scores` (each { tick, t, score }) lowest within [start, end), or null when none was scored. */
-export function worstTickIn(scores, start, end) {
-  let worst = null;
-  for (const s of scores) if (s.t >= start && s.t < end && (!worst || s.score < worst.score)) worst = s;
-  return worst;
+/** The score of `scores` (each { tick, t, score }) lowest within [start, end) among those `usable(score)` accepts,
+ * else among all in the move; null when none was scored. */
+export function worstTickIn(scores, start, end, usable = () => true) {
+  const inside = scores.filter((s) => s.t >= start && s.t < end);
+  const lowest = (list) => list.reduce((worst, s) => (!worst || s.score < worst.score ? s : worst), null);
+  return lowest(inside.filter(usable)) ?? lowest(inside);
 }

@@ -131,7 +131,9 @@ export class Report {
 
   #worstMove(move, scores, dancer, user) {
     const item = document.createElement("li");
-    const at = worstTickIn(scores, move.start, move.end) ?? { t: move.start };
+    // the move's worst moment where the user was seen, so both skeletons can be compared
+    const seen = (score) => Boolean(user?.poses.get(score.tick)?.some(Number.isFinite));
+    const at = worstTickIn(scores, move.start, move.end, seen) ?? { t: move.start };
     const title = document.createElement("p");
     title.textContent = `Move ${move.move + 1} at ${clockTime(move.start)}: ${verdictText(move)} (${Math.round(move.score)})`;
     const canvas = Object.assign(document.createElement("canvas"), { width: 480, height: 240 });

@@ -468,6 +468,11 @@ async function coach(page, result) {
   await page.screenshot({ path: join(opts.out, "coach-report.png") });
   await page.evaluate(() => document.getElementById("report-worst").scrollIntoView());
   await page.screenshot({ path: join(opts.out, "coach-report-worst.png") });
+  if (result.report.worst.length) {
+    await page.click("#report-worst li button");
+    await page.waitForTimeout(800); // part way through the move
+    await page.locator("#report-worst li").screenshot({ path: join(opts.out, "coach-replay.png") });
+  }
   log("report", JSON.stringify(result.report));
 }
 

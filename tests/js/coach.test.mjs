@@ -107,4 +107,6 @@ test("the song chart: tick scores on one axis with each move's score over its sp
   assert.deepEqual(data.tiers.perfect, [null, null, null, null, null]);
   assert.equal(worstTickIn(scores, 0, 1).tick, 1);
   assert.equal(worstTickIn(scores, 5, 6), null);
+  assert.equal(worstTickIn(scores, 0, 2, (s) => s.tick !== 3 && s.tick !== 1).tick, 2); // e.g. where the user was seen
+  assert.equal(worstTickIn(scores, 0, 1, () => false).tick, 1);
 });
