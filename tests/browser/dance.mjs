@@ -406,16 +406,11 @@ async function coach(page, result) {
   result.rateWhileDancing = await page.evaluate(() => document.getElementById("dancer").playbackRate);
   await page.waitForTimeout(3000);
   result.overlayDancing = await overlayPixels(page);
+  result.verdict = null;
   await page.screenshot({ path: join(opts.out, "coach-dancing.png") });
-  // A move's verdict on the returned video, from a server that judges moves (an older one sends none).
-  result.verdict = await page
-    .waitForSelector("#verdict:not([hidden])", { timeout: 15_000 })
-    .then(() => page.textContent("#verdict"))
-    .catch(() => null);
-  if (result.verdict) await page.screenshot({ path: join(opts.out, "coach-verdict.png") });
 
   await page.click("#loop-a");
-  await page.waitForTimeout(3000);
+  await page.waitForTimeout(3000); // the reference must outlast this at 0.75x: the loop keeps it from ending
   await page.click("#loop-b");
   result.loopSet = await coachText(page);
   const deadline = Date.now() + 40_000;
@@ -424,6 +419,15 @@ async function coach(page, result) {
     await page.waitForTimeout(1000);
     const sample = await coachText(page);
     result.coachSamples.push(sample);
+    // a move's verdict on the returned video, from a server that judges moves (an older one sends none)
+    const verdict = await page.evaluate(() => {
+      const element = document.getElementById("verdict");
+      return element.hidden ? null : element.textContent;
+    });
+    if (verdict && !result.verdict) {
+      result.verdict = verdict;
+      await page.screenshot({ path: join(opts.out, "coach-verdict.png") });
+    }
     log("coach", JSON.stringify(sample));
     if ((sample.passes.match(/Pass \d+/g) ?? []).length >= 3 || Date.now() > deadline) break;
   }
@@ -469,9 +473,9 @@ async function coach(page, result) {
   await page.evaluate(() => document.getElementById("report-worst").scrollIntoView());
   await page.screenshot({ path: join(opts.out, "coach-report-worst.png") });
   if (result.report.worst.length) {
-    await page.click("#report-worst li button");
+    await page.click("#report-worst li:first-child button");
     await page.waitForTimeout(800); // part way through the move
-    await page.locator("#report-worst li").screenshot({ path: join(opts.out, "coach-replay.png") });
+    await page.locator("#report-worst li:first-child").screenshot({ path: join(opts.out, "coach-replay.png") });
   }
   log("report", JSON.stringify(result.report));
 }
