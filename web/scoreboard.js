@@ -31,9 +31,8 @@ export class Scoreboard {
 
   reset() {
     for (const element of [this.score, this.average, this.badge]) setScore(element, NaN);
-    for (const element of [this.worst, this.fps, this.ticks, this.lastMove, this.latency, this.passes]) {
-      element.textContent = "–";
-    }
+    for (const element of [this.worst, this.fps, this.ticks, this.lastMove, this.latency]) element.textContent = "–";
+    this.passes.textContent = "";
     this.badge.hidden = true;
     this.verdict.hidden = true;
     this.verdictText = null;
@@ -56,8 +55,9 @@ export class Scoreboard {
     if (text) this.latency.textContent = text;
   }
 
+  /** The practice loop's passes (coach.trendText); nothing without a loop. */
   showPasses(text) {
-    this.passes.textContent = text || "–";
+    this.passes.textContent = text;
   }
 
   /** After each score message of the session. */
