@@ -33,6 +33,7 @@ build-tools: setup
 
 setup: $(INSTALLED)
 	$(PY) -m pose fetch
+	bash scripts/install-web.sh
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

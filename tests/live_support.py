@@ -44,7 +44,9 @@ class SeededLibrary:
 
 def open_peer_connections() -> list[RTCPeerConnection]:
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
+    # type(), not isinstance(): the heap may hold weak proxies whose referent is gone, and isinstance() on one
+    # raises ReferenceError.
+    return [o for o in gc.get_objects() if type(o) is RTCPeerConnection and o.connectionState != "closed"]
 
 
 def media_threads() -> list[str]:
