@@ -198,7 +198,8 @@ async def test_live_results_survive_a_restart_and_stay_per_profile(
         for result in results:
             base = f"{server.url}/api/sessions/{result.session}"
             before[result.session] = {
-                name: (await get(http, f"{base}/{name}", result.token))[1] for name in ("keypoints.csv", "scores.csv")
+                name: (await get(http, f"{base}/{name}", result.token))[1]
+                for name in ("keypoints.csv", "moves.csv", "scores.csv")
             }
             status, record = await get(http, base, result.token)
             assert status == 200
@@ -220,7 +221,7 @@ async def test_live_results_survive_a_restart_and_stay_per_profile(
         for result, own, other in ((results[0], a, b), (results[1], b, a)):
             base = f"{server.url}/api/sessions/{result.session}"
             saved = before[result.session]
-            for name in ("keypoints.csv", "scores.csv"):
+            for name in ("keypoints.csv", "moves.csv", "scores.csv"):
                 assert await get(http, f"{base}/{name}", result.token) == (200, saved[name])
                 assert await get(http, f"{base}/{name}", own) == (200, saved[name])  # the profile's token too
                 assert (await get(http, f"{base}/{name}", other))[0] == 404
@@ -241,7 +242,7 @@ async def test_live_results_survive_a_restart_and_stay_per_profile(
             assert entry["ticks"] == len(scores) > 0
             assert abs(entry["mean_score"] - scores["score"].mean()) <= 0.01  # the CSV's scores are rounded to 0.01
             assert entry["started"] < entry["ended"]
-            assert entry["files"] == ["keypoints.csv", "scores.csv"]
+            assert entry["files"] == ["keypoints.csv", "moves.csv", "scores.csv"]
         empty = await get(http, f"{server.url}/api/profile/sessions", profile_token())
         assert empty == (200, b'{"sessions": []}')
         assert (await get(http, f"{server.url}/api/profile/sessions", results[0].token[:40]))[0] == 403
