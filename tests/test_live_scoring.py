@@ -104,7 +104,10 @@ async def test_a_live_session_gives_scores_moves_and_a_latency(
     ticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(tmp_path / "user.csv"))
     offline = score_keypoints(judge, ticks, meta.fps, uxy, uconf, 640 / 480)
     assert [v.tick for v in offline] == scores["tick"].tolist()
-    assert np.abs(np.array([v.score for v in offline]) - scores["score"].to_numpy()).max() < 1.0
+    # Calibration stretches a raw difference by 1 / (1 - chance), about 10x on this footage, so the rounding shows
+    # more in the calibrated score than in the raw one.
+    assert np.abs(np.array([v.raw for v in offline]) - scores["raw"].to_numpy()).max() < 1.0
+    assert np.abs(np.array([v.score for v in offline]) - scores["score"].to_numpy()).max() < 5.0
 
 
 async def test_a_webcam_300_ms_late_is_measured_through_the_live_path(
