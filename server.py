@@ -2,6 +2,7 @@
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
                      [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
+                     [--database URL] [--retention-days DAYS]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
@@ -29,7 +30,9 @@ from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
+from stream.archive import SessionArchive
 from stream.core import SessionLimits
+from stream.jobstore import StoredJobs
 from stream.limits import LOOPBACK_HOSTS, guard_middleware, host_name
 from stream.live import SessionRegistry
 from stream.memory import limit_malloc_arenas
@@ -37,6 +40,7 @@ from stream.rates import Rate
 from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
+from stream.store import Store, database_url
 
 log = logging.getLogger("server")
 
@@ -45,6 +49,8 @@ SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
 OFFER_RATE = Rate(burst=10, per_minute=20)  # a page that reconnects a few times is never held up
 UPLOAD_RATE = Rate(burst=5, per_minute=2)  # each upload is a build of minutes on the single job worker
 SESSION_LIMITS = SessionLimits()
+DEFAULT_RETENTION_DAYS = 90.0
+MEMORY_RETENTION_S = 600.0  # an ended session is also served from memory this long (at most its retention)
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,11 @@ class Settings:
     live_workers: threads for live inference, shared by all sessions (each session has at most one analysis in
         flight). Two workers on two cores: TensorFlow's intra-op threads leave gaps that a second analysis fills,
         a third adds little (docs/benchmarks.md).
-    retention_s: how long an ended session's CSVs stay downloadable (1 hour); its token is refused after that.
+    database_url: the store (stream.store): None is SQLite at <data_dir>/dancesync.db; `postgresql://...` is
+        PostgreSQL. Ended sessions, the reference catalogue and reference jobs live there; its schema is migrated
+        at start-up.
+    retention_s: how long an ended session's record and CSVs are kept (90 days: a user sees their progress over
+        weeks and months); its token is refused after that and its rows deleted. None or 0: kept for ever.
     max_upload_bytes: an upload's video file (413 beyond, nothing over the limit is written to disk).
     max_offer_bytes: the body of `POST /api/offer` (413 beyond).
     max_sessions: live sessions at once (503 beyond). The default is what `make bench` (bench.live) shows two
@@ -86,7 +96,8 @@ class Settings:
     max_duration_s: float = 20 * 60
     live_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     max_sessions: int = 3
-    retention_s: float = 3600.0
+    retention_s: float | None = DEFAULT_RETENTION_DAYS * 86400.0
+    database_url: str | None = None
     max_offer_bytes: int = MAX_OFFER_BYTES
     offer_rate: Rate = OFFER_RATE
     upload_rate: Rate = UPLOAD_RATE
@@ -110,7 +121,9 @@ class Settings:
 
 
 LIBRARY = web.AppKey("library", ReferenceLibrary)
-JOBS = web.AppKey("jobs", ReferenceJobs)
+JOBS = web.AppKey("jobs", StoredJobs)
+STORE = web.AppKey("store", Store)
+ARCHIVE = web.AppKey("archive", SessionArchive)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
@@ -132,8 +145,11 @@ def create_app(
         settings.live_workers, thread_name_prefix="live-inference"
     )
     app[JOB_POOL] = job_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference-job")
-    app[JOBS] = jobs = ReferenceJobs(library, catalog, job_pool)
-    app[SESSIONS] = registry = SessionRegistry(settings.retention_s, settings.max_sessions)
+    app[STORE] = store = Store(database_url(settings.database_url, settings.data_dir))
+    app[JOBS] = jobs = StoredJobs(library, catalog, job_pool, store, settings.data_dir)
+    app[ARCHIVE] = archive = SessionArchive(store, settings.retention_s)
+    in_memory = min(MEMORY_RETENTION_S, settings.retention_s or MEMORY_RETENTION_S)
+    app[SESSIONS] = registry = SessionRegistry(in_memory, settings.max_sessions)
 
     def new_session(dancer: DancerPoses, fps: float | None, mirror: bool, chosen: Models) -> LiveSession[av.VideoFrame]:
         detect = chosen.detector.detect
@@ -141,7 +157,7 @@ def create_app(
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
     service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
-    sessions = SessionsApi(service, registry, settings.max_offer_bytes)
+    sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive)
     app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
@@ -159,24 +175,38 @@ def _page_routes(web_dir: Path) -> list[web.AbstractRouteDef]:
 
 def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        library, jobs, registry = app[LIBRARY], app[JOBS], app[SESSIONS]
-        library.clear_leftovers()
+        library, jobs, registry, store, archive = app[LIBRARY], app[JOBS], app[SESSIONS], app[STORE], app[ARCHIVE]
+        revision = await store.run(store.upgrade)
+        log.info("store %s at schema %s", store.url.render_as_string(hide_password=True), revision)
+        library.clear_leftovers(keep=await jobs.pending_sources())
+        await jobs.save_references()
+        await jobs.resume()
         _seed(library, jobs, settings)
+        jobs.backfill()  # references built before calibration and moves existed
         await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
-        purger = asyncio.create_task(registry.purge_forever(), name="session-purger")
+        background = [
+            asyncio.create_task(registry.purge_forever(), name="session-purger"),
+            asyncio.create_task(archive.purge_forever(), name="store-purger"),
+            asyncio.create_task(jobs.flush_forever(), name="reference-jobs-writer"),
+        ]
         yield
-        purger.cancel()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await registry.close_all()
+        await archive.close()
         await jobs.close()
         for pool in (app[LIVE_POOL], app[JOB_POOL]):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(store.close)
 
     return lifecycle
 
 
 def _seed(library: ReferenceLibrary, jobs: ReferenceJobs, settings: Settings) -> None:
-    """Give a new user something to dance to: build the sample video in the background if the library is empty."""
-    if settings.seed_video is None or library.list():
+    """Give a new user something to dance to: build the sample video in the background if the library is empty
+    (and no build resumed from the last run)."""
+    if settings.seed_video is None or library.list() or jobs.pending():
         return
     if not settings.seed_video.is_file():
         log.warning("library is empty and the sample %s is missing; run `python -m pose fetch`", settings.seed_video)
@@ -210,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"live sessions at once, 503 beyond (default {Settings().max_sessions})",
     )
     parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="the store: postgresql://USER:PASSWORD@HOST/DB (default: SQLite at DATA_DIR/dancesync.db)",
+    )
+    parser.add_argument(
+        "--retention-days",
+        type=float,
+        default=DEFAULT_RETENTION_DAYS,
+        help="keep ended sessions' results this many days (default 90; 0 keeps them for ever)",
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -255,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
         max_sessions=max(1, args.max_sessions),
         allowed_origins=tuple(args.allow_origin),
         allowed_hosts=allowed_hosts(args.host, args.allow_host),
+        database_url=args.database,
+        retention_s=args.retention_days * 86400 or None,
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
     default = load_models(data_dir, args.pose_size, pose=args.pose)

@@ -6,6 +6,7 @@ frame shows its own index, `harness.frameindex`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -118,11 +119,16 @@ def write_indexed_clip(
     return write_clip(path, frames, 30, timestamps=timestamps, time_base=time_base, audio_seconds=audio_seconds)
 
 
-def cut_clip(source: Path, out: Path, frames: int, repeat: int = 1, size: tuple[int, int] | None = None) -> Path:
+def cut_clip(
+    source: Path, out: Path, frames: int, repeat: int = 1, size: tuple[int, int] | None = None, late: int = 0
+) -> Path:
     """The first `frames` frames of the 10 fps `source` as H.264 at 10 * `repeat` fps, each frame shown `repeat`
-    times (as a webcam faster than the footage would), optionally resized to `size` (width, height)."""
+    times (as a webcam faster than the footage would), optionally resized to `size` (width, height). `late`:
+    the first frame is shown `late` more times before the others, so the clip runs `late` / 10 s behind the
+    source (a dancer that late)."""
     first = zip(range(frames), source_frames(source, size, "yuv420p"))
-    images = (image for _, image in first for _ in range(repeat))
+    held = itertools.chain.from_iterable(([image] * (1 + late) if i == 0 else [image]) for i, image in first)
+    images = (image for image in held for _ in range(repeat))
     return write_clip(out, images, 10 * repeat, frame_format="yuv420p", options={**H264, "crf": "23"})
 
 

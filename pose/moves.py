@@ -107,7 +107,7 @@ def beat_times(samples: npt.ArrayLike, sample_rate: int) -> npt.NDArray[np.float
     return np.asarray(beats, dtype=np.float64)
 
 
-MOVES_NAME = "moves.csv"  # a reference's cut, beside its keypoints: columns move, start, end (ticks, end excluded)
+MOVES_NAME = "cut.csv"  # a reference's moves, beside its keypoints: columns move, start, end (ticks, end excluded)
 MOVES_COLUMNS = ("move", "start", "end")
 
 

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from pose.calibration import calibrated
 from pose.limbs import NUM_LIMBS, Limb
 from pose.moves import Move, Tier, tier_of
+from pose.parts import NUM_PARTS, BodyPart
 from pose.scoring import WINDOW_S, isotropic_points
 from pose.similarity import Moments, PoseArrays, Similarity, motion_ticks, similarity
 
@@ -70,7 +71,8 @@ class MoveVerdict:
 class TickVerdict:
     """score: 0..100 calibrated; raw: 0..100 OKS of the best match, before motion and calibration; worst: the
     user's limb furthest off (None when not comparable); move: index of the reference move the tick is in;
-    latency: the estimate after this tick; moves_done: verdicts of the moves this tick completed."""
+    latency: the estimate after this tick; moves_done: verdicts of the moves this tick completed; part: the
+    user's own body part furthest off (lowest OKS term) in the best match (None when not comparable)."""
 
     tick: int
     score: float
@@ -79,6 +81,7 @@ class TickVerdict:
     move: int | None
     latency: Latency
     moves_done: tuple[MoveVerdict, ...] = ()
+    part: BodyPart | None = None
 
 
 @dataclass
@@ -153,7 +156,10 @@ class Scorer:
         self._last_tick = tick
         reach = self.max_lag + self.half  # every row the lags or the window can need
         lo, hi = max(0, tick - reach), min(self.ticks, tick + reach + 1)
-        sim = similarity(user, self._previous(tick), *self._rows(lo, hi), mirror=self.mirror)
+        previous = self._previous(tick)
+        user_prev = None if previous is None else previous[1]
+        gap = self.motion if previous is None else tick - previous[0]
+        sim = similarity(user, user_prev, *self._rows(lo, hi, gap), mirror=self.mirror)
         lags = np.full(2 * self.max_lag + 1, np.nan)
         rows = np.arange(lo, hi)
         near = np.abs(rows - tick) <= self.max_lag
@@ -168,7 +174,7 @@ class Scorer:
             self._votes[int(np.nanargmax(lags))] += 1
         centre = tick - latency.ticks if self.use_latency and latency.confident else tick
         centre = min(max(centre, 0), self.ticks - 1)
-        score, raw, limbs = self._window(sim, centre - self.half - lo, centre + self.half + 1 - lo, centre)
+        score, raw, limbs, parts = self._window(sim, centre - self.half - lo, centre + self.half + 1 - lo, centre)
         move = int(self._move_of[tick])
         done: tuple[MoveVerdict, ...] = ()
         if move >= 0:
@@ -180,7 +186,8 @@ class Scorer:
             state.lags.append(lags)
             done = self._complete(tick)
         worst = _worst(limbs[None])
-        return TickVerdict(tick, score, raw, worst, move if move >= 0 else None, self.latency, done)
+        part = BodyPart(int(np.nanargmin(parts))) if np.isfinite(parts).any() else None
+        return TickVerdict(tick, score, raw, worst, move if move >= 0 else None, self.latency, done, part)
 
     def finish(self) -> list[MoveVerdict]:
         """The verdicts of every move with at least one scored tick, in move order."""
@@ -188,25 +195,40 @@ class Scorer:
 
     # --- internals
 
-    def _rows(self, lo: int, hi: int) -> tuple[PoseArrays, PoseArrays]:
+    def _rows(self, lo: int, hi: int, gap: int) -> tuple[PoseArrays, PoseArrays]:
+        """The dancer's rows lo..hi-1 and their poses `gap` ticks earlier: the user's motion is measured over the
+        ticks between the user's two poses, so the dancer's is measured over as many (a session at half the
+        reference's rate, or one that skipped a tick, has its earlier pose 4 or 6 ticks back, not 5)."""
         dancer = self.reference.take(slice(lo, hi))
-        return dancer.now, dancer.prev
+        if gap == self.motion:
+            return dancer.now, dancer.prev
+        rows = np.arange(lo, hi) - gap
+        earlier = self.reference.now.take(np.maximum(rows, 0))
+        seen = rows >= 0
+        edges = None if earlier.edges is None else (earlier.edges[0], earlier.edges[1] & seen[:, None])
+        return dancer.now, PoseArrays(earlier.pts, earlier.found & seen[:, None], edges)
 
-    def _window(self, sim: Similarity, lo: int, hi: int, centre: int) -> tuple[float, float, npt.NDArray[np.float64]]:
-        """(score, raw, limbs) of the best row among sim's rows lo..hi-1 (clipped), calibrated at `centre`."""
+    def _window(
+        self, sim: Similarity, lo: int, hi: int, centre: int
+    ) -> tuple[float, float, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(score, raw, limbs, parts) of the best row among sim's rows lo..hi-1 (clipped), calibrated at `centre`."""
         lo, hi = max(0, lo), min(len(sim.total), hi)
         total, raws = sim.total[lo:hi], sim.raw[lo:hi]
         if not np.isfinite(total).any():
-            return 0.0, 0.0, np.full(NUM_LIMBS, np.nan)
+            return 0.0, 0.0, np.full(NUM_LIMBS, np.nan), np.full(NUM_PARTS, np.nan)
         best = int(np.argmax(np.nan_to_num(total, nan=-1.0)))
         raw = float(np.nanmax(raws)) if np.isfinite(raws).any() else 0.0
-        return calibrated(float(total[best]), float(self.chance[centre])), 100.0 * raw, sim.limbs[lo + best]
+        score = calibrated(float(total[best]), float(self.chance[centre]))
+        return score, 100.0 * raw, sim.limbs[lo + best], sim.parts[lo + best]
 
-    def _previous(self, tick: int) -> PoseArrays | None:
-        """The user's pose `motion` ticks earlier, or the nearest kept one within half that."""
+    def _previous(self, tick: int) -> tuple[int, PoseArrays] | None:
+        """(tick, pose) of the user `motion` ticks earlier, or of the nearest kept one within half that."""
         target, slack = tick - self.motion, max(1, self.motion // 2)
-        near = [t for t in self._history if abs(t - target) <= slack]
-        return self._history[min(near, key=lambda t: (abs(t - target), t))] if near else None
+        near = [t for t in self._history if abs(t - target) <= slack and t < tick]
+        if not near:
+            return None
+        best = min(near, key=lambda t: (abs(t - target), t))
+        return best, self._history[best]
 
     def _complete(self, tick: int) -> tuple[MoveVerdict, ...]:
         done = []

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pose.limbs import EDGE_A, EDGE_B, EDGE_LIMB_MATRIX, PART_LIMB_MATRIX, Limb
+from pose.parts import MIRRORED
 from pose.scoring import MIN_COMMON, isotropic_points, mirrored_points, oks_terms
 
 F64 = npt.NDArray[np.float64]
@@ -30,6 +31,7 @@ MOTION_TOL = 0.25  # RMS radii: an upper arm swung by about 45 degrees matches a
 MOTION_WEIGHT = 0.5
 MIN_EDGES = 3
 _MIRRORED_LIMBS = np.array([int(limb.mirrored) for limb in Limb], dtype=np.int64)
+_MIRRORED_PARTS = np.array([int(p) for p in MIRRORED], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,14 @@ class Similarity:
     raw: (S) the OKS alone of the best variant by OKS (the score without motion), NaN where not comparable.
     mirrored: (S) whether `total` came from the mirrored user.
     limbs: (S, 6) the same mix per limb, in the user's own limbs (`Limb` order), NaN where a limb was not seen.
+    parts: (S, 18) the OKS term of each of the user's own parts in that variant, NaN where not compared.
     """
 
     total: F64
     raw: F64
     mirrored: Bools
     limbs: F64
+    parts: F64
 
 
 def edge_vectors(poses: PoseArrays) -> tuple[F64, Bools]:
@@ -106,30 +110,33 @@ def similarity(
     variants = [_variant(user_now, user_prev, dancer_now, dancer_prev)]
     if mirror:
         prev = None if user_prev is None else user_prev.mirrored()
-        total, raw, limbs = _variant(user_now.mirrored(), prev, dancer_now, dancer_prev)
-        variants.append((total, raw, limbs[..., _MIRRORED_LIMBS]))
+        total, raw, limbs, parts = _variant(user_now.mirrored(), prev, dancer_now, dancer_prev)
+        variants.append((total, raw, limbs[..., _MIRRORED_LIMBS], parts[..., _MIRRORED_PARTS]))
     totals = np.stack([v[0] for v in variants])
     best = np.argmax(np.nan_to_num(totals, nan=-1.0), axis=0)
     pick = best[None]
     total = np.take_along_axis(totals, pick, axis=0)[0]
     limbs = np.take_along_axis(np.stack([v[2] for v in variants]), pick[..., None], axis=0)[0]
+    parts = np.take_along_axis(np.stack([v[3] for v in variants]), pick[..., None], axis=0)[0]
     raws = np.stack([v[1] for v in variants])
     raw = np.where(np.isnan(raws).all(axis=0), np.nan, np.nanmax(np.nan_to_num(raws, nan=-1.0), axis=0))
-    return Similarity(total=total, raw=raw, mirrored=best.astype(bool) & np.isfinite(total), limbs=limbs)
+    mirrored = best.astype(bool) & np.isfinite(total)
+    return Similarity(total=total, raw=raw, mirrored=mirrored, limbs=limbs, parts=parts)
 
 
 def _variant(
     user_now: PoseArrays, user_prev: PoseArrays | None, dancer_now: PoseArrays, dancer_prev: PoseArrays | None
-) -> tuple[F64, F64, F64]:
-    """(total, oks, per-limb mix) of one user variant; limbs in the dancer's part order."""
+) -> tuple[F64, F64, F64, F64]:
+    """(total, oks, per-limb mix, per-part OKS) of one user variant; limbs and parts in the dancer's order."""
     common = user_now.found & dancer_now.found
     sim, valid = oks_terms(user_now.pts, dancer_now.pts, common)
     count = common.sum(axis=-1)
     oks = np.where(valid, sim.sum(axis=-1) / np.maximum(count, 1), np.nan)
     limb_count = common @ PART_LIMB_MATRIX.T
     limb_oks = np.where(limb_count > 0, (sim @ PART_LIMB_MATRIX.T) / np.maximum(limb_count, 1), np.nan)
+    parts = np.where(common & valid[..., None], sim, np.nan)
     if user_prev is None or dancer_prev is None:
-        return oks, oks, np.where(valid[..., None], limb_oks, np.nan)
+        return oks, oks, np.where(valid[..., None], limb_oks, np.nan), parts
     terms, seen = motion_terms(user_now, user_prev, dancer_now, dancer_prev)
     edges = seen.sum(axis=-1)
     moving = valid & (edges >= MIN_EDGES)
@@ -139,7 +146,7 @@ def _variant(
     limb_motion = (terms @ EDGE_LIMB_MATRIX.T) / np.maximum(edge_count, 1)
     mixed = (1.0 - MOTION_WEIGHT) * limb_oks + MOTION_WEIGHT * limb_motion
     limbs = np.where((edge_count > 0) & moving[..., None], mixed, limb_oks)
-    return total, oks, np.where(valid[..., None], limbs, np.nan)
+    return total, oks, np.where(valid[..., None], limbs, np.nan), parts
 
 
 def motion_ticks(fps: float) -> int:

@@ -11,17 +11,21 @@ import asyncio
 import hmac
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from pose.media.video import VideoError, probe_video
+from stream.archive import SessionArchive
 from stream.limits import read_body
-from stream.live import SessionRegistry, SessionRunner, SessionsFull
-from stream.protocol import OfferError, answer_message, parse_offer_body
+from stream.live import SessionRegistry, SessionsFull
+from stream.protocol import OfferError, answer_message, is_profile_token, parse_offer_body
 from stream.references import ReferenceJobs, ReferenceLibrary, ReferenceMeta, validate_fps, video_error_reason
+from stream.results import session_files
 from stream.service import SessionService, UnknownReference
+from stream.store import digest, same_digest
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class ReferencesApi:
             web.post("/api/references", self.upload),
             web.get("/api/references/{id}/video", self.video),
             web.get("/api/references/{id}/keypoints.csv", self.keypoints),
+            web.get("/api/references/{id}/moves.json", self.moves),
             web.get("/api/jobs", self.list_jobs),
             web.get("/api/jobs/{job}", self.job),
         ]
@@ -85,6 +90,10 @@ class ReferencesApi:
     async def keypoints(self, request: web.Request) -> web.FileResponse:
         meta = self._reference(request)
         return web.FileResponse(self.library.csv_path(meta.id), headers={"Content-Type": "text/csv; charset=utf-8"})
+
+    async def moves(self, request: web.Request) -> web.Response:
+        meta = self._reference(request)
+        return web.json_response(await asyncio.to_thread(self.library.moves_json, meta))
 
     def _reference(self, request: web.Request) -> ReferenceMeta:
         meta = self.library.get(request.match_info["id"])
@@ -209,62 +218,106 @@ def _fps(text: str | None) -> float:
 
 
 class SessionsApi:
-    """`POST /api/offer` (start a live session, stream.service) and the token-protected session exports."""
+    """`POST /api/offer` (start a live session, stream.service), the token-protected session exports, and a
+    profile's past sessions. Live and just-ended sessions are served from `registry`, stored ones from `archive`."""
 
     def __init__(
-        self, service: SessionService, registry: SessionRegistry, max_offer_bytes: int = MAX_OFFER_BYTES
+        self,
+        service: SessionService,
+        registry: SessionRegistry,
+        max_offer_bytes: int = MAX_OFFER_BYTES,
+        archive: SessionArchive | None = None,
     ) -> None:
         self.service = service
         self.registry = registry
         self.max_offer_bytes = max_offer_bytes
+        self.archive = archive
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/api/offer", self.offer),
             web.get("/api/sessions/{session}", self.metadata),
-            web.get("/api/sessions/{session}/keypoints.csv", self.keypoints),
-            web.get("/api/sessions/{session}/scores.csv", self.scores),
+            web.get(r"/api/sessions/{session}/{name:[a-z_]+\.csv}", self.result_file),
+            web.get("/api/profile/sessions", self.profile_sessions),
         ]
 
     async def offer(self, request: web.Request) -> web.Response:
         """An offer body (stream.protocol) → its answer; 400 unusable, 404 unknown reference, 503 over the cap."""
         body = await read_body(request, self.max_offer_bytes, "the offer")
         try:
-            runner, answer = await self.service.start(parse_offer_body(body))
+            offer = parse_offer_body(body)
+            runner, answer = await self.service.start(offer)
         except OfferError as exc:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
         except UnknownReference:
             raise api_error(web.HTTPNotFound, "no such reference") from None
         except SessionsFull as exc:
             raise api_error(web.HTTPServiceUnavailable, str(exc), headers={"Retry-After": RETRY_AFTER_S}) from None
+        if self.archive is not None:
+            meta = self.service.library.get(runner.reference)
+            self.archive.watch(runner, offer.profile, meta.title if meta is not None else runner.reference)
         session = runner.session
         message = answer_message(answer.sdp, answer.type, runner.id, runner.token, session.pose, session.warnings)
         return web.json_response(message)
 
     async def metadata(self, request: web.Request) -> web.Response:
-        runner = self._authorised(request)
-        return web.json_response(runner.metadata(), headers={"Cache-Control": "no-store"})
+        found = await self._authorised(request)
+        return web.json_response(found.record, headers={"Cache-Control": "no-store"})
 
-    async def keypoints(self, request: web.Request) -> web.Response:
-        runner = self._authorised(request)
-        return _csv(runner.session.keypoints_csv(), f"dancesync-{runner.id}-keypoints.csv")
+    async def result_file(self, request: web.Request) -> web.Response:
+        """One of the session's result files (stream.results), e.g. keypoints.csv, scores.csv."""
+        name = request.match_info["name"]
+        found = await self._authorised(request, name)
+        text = found.files.get(name)
+        if text is None:
+            raise api_error(web.HTTPNotFound, f"the session has no {name}")
+        return _csv(text, f"dancesync-{found.id}-{name}")
 
-    async def scores(self, request: web.Request) -> web.Response:
-        runner = self._authorised(request)
-        return _csv(runner.session.scores_csv(), f"dancesync-{runner.id}-scores.csv")
+    async def profile_sessions(self, request: web.Request) -> web.Response:
+        """The stored sessions of the profile whose token the request carries (`?reference=` for one reference),
+        oldest first; a profile without sessions gets an empty list, whether or not it was ever seen."""
+        token = _token(request)
+        if not is_profile_token(token):
+            raise api_error(web.HTTPForbidden, "a profile token is required (Authorization: Bearer <profile>)")
+        if self.archive is None:
+            return web.json_response({"sessions": []}, headers={"Cache-Control": "no-store"})
+        reference = request.query.get("reference") or None
+        store, not_before = self.archive.store, self.archive.not_before()
+        stored = await store.run(store.profile_sessions, digest(token), reference, not_before)
+        return web.json_response({"sessions": [s.summary() for s in stored]}, headers={"Cache-Control": "no-store"})
 
-    def _authorised(self, request: web.Request) -> SessionRunner:
-        """The session, if the request carries its token; 403 without a token, 404 for a wrong token or id
-        alike (so neither reveals whether a session exists)."""
+    async def _authorised(self, request: web.Request, file: str | None = None) -> SessionResults:
+        """The session, if the request carries its token or its profile's; 403 without a token, 404 for a wrong
+        token or id alike (so neither reveals whether a session exists). `file`: the one file needed (None: all)."""
         token = _token(request)
         if not token:
             raise api_error(web.HTTPForbidden, "a session token is required (Authorization: Bearer <token>)")
         self.registry.purge(asyncio.get_running_loop().time())  # a token dies with its session's retention
-        runner = self.registry.get(request.match_info["session"])
-        expected = runner.token if runner is not None else "-" * 43  # compare anyway: same timing
-        if not hmac.compare_digest(token.encode(), expected.encode()) or runner is None:
-            raise api_error(web.HTTPNotFound, "no such session, or the token does not match")
-        return runner
+        session_id = request.match_info["session"]
+        runner = self.registry.get(session_id)
+        if self.archive is not None and (runner is None or not runner.live):  # ended: the store has the final word
+            store = self.archive.store
+            stored = await store.run(store.load_session, session_id, self.archive.not_before(), file)
+            if stored is not None:
+                if same_digest(token, stored.token_hash) | same_digest(token, stored.profile_hash):
+                    return SessionResults(stored.id, stored.record, stored.files)
+                runner = None
+        if runner is not None:  # live, or ended and not stored yet
+            profile = self.archive.profiles.get(runner.id) if self.archive is not None else None
+            if hmac.compare_digest(token.encode(), runner.token.encode()) | same_digest(token, profile):
+                return SessionResults(runner.id, dict(runner.metadata()), session_files(runner.session))
+        else:
+            same_digest(token, None)  # compare anyway: same timing
+        raise api_error(web.HTTPNotFound, "no such session, or the token does not match")
+
+
+@dataclass(frozen=True)
+class SessionResults:
+    """What the export routes serve of a session: its id, record and result files by name."""
+
+    id: str
+    record: dict[str, Any]
+    files: dict[str, str]
 
 
 def _token(request: web.Request) -> str:

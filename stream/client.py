@@ -3,11 +3,16 @@
     python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
                               [--no-mirror] [--pose BACKEND]
 
-The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and runs in real time
-(a dancer video playing alongside), sent on the `control` channel 20 times a second. The returned annotated video
-is recorded; both CSVs and the session's metadata (session.json: pose backends, tick rate, tick counts, warnings)
-are downloaded with the session's token. `run_session` does the same for tests and benchmarks (with hooks that
-see every frame sent and received).
+The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and follows the frames
+sent: it is `--start` + the media time of the newest frame handed to WebRTC (+ the time since, up to one frame
+interval), sent on the `control` channel 20 times a second. So the clip's dancer is always where the clock says,
+as a webcam's user is, even when the machine encodes slower than real time: a webcam would drop frames then, the
+file player instead sends every frame, later and later, and a wall-clock clock would run ahead of them.
+
+The returned annotated video is recorded; the keypoint, score and move CSVs and the session's metadata
+(session.json: pose backends, tick rate, tick counts, warnings, latency, tier counts) are downloaded with the
+session's token. `run_session` does the same for tests and benchmarks (with hooks that see every frame sent and
+received).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 CLOCK_INTERVAL_S = 0.05
 CONNECT_TIMEOUT_S = 30.0
 SETTLE_S = 1.0  # after the clock stops: time for the last analysis and its score to come back
+FRAME_SLACK_S = 1 / 15  # the clock runs on from the newest frame sent for at most this long (two 30 fps frames)
 
 # (frame, loop time). Convert frames in a hook with a `stream.tracks.BgrConverter` of its own, not `to_ndarray`:
 # aiortc's encoder thread may be converting the same frame, and PyAV's per-frame scaler is not thread-safe.
@@ -72,6 +78,8 @@ class ClientResult:
     end_reason: str | None = None  # the server's `end` message, if it ended the session
     keypoints_csv: str = ""
     scores_csv: str = ""
+    moves_csv: str = ""
+    moves: list[dict[str, Any]] = field(default_factory=list)  # the `move` messages, in arrival order
     metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
     files: list[Path] = field(default_factory=list)
 
@@ -97,15 +105,25 @@ class _SentTrack(MediaStreamTrack):
         self.first_sent = asyncio.Event()
         self.started_at = 0.0
         self.count = 0
+        self.media_s = 0.0  # media time of the newest frame handed over (from the first frame)
+        self.sent_at = 0.0  # loop time it was handed over
+        self._first_media_s: float | None = None
 
     async def recv(self) -> av.VideoFrame:
         frame = await self.source.recv()
         if not isinstance(frame, av.VideoFrame):
             raise MediaStreamError("expected video frames")
         now = asyncio.get_running_loop().time()
+        media = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
         if not self.first_sent.is_set():
             self.started_at = now
+            self._first_media_s = media
             self.first_sent.set()
+        if media is not None and self._first_media_s is not None:
+            self.media_s = media - self._first_media_s
+        else:
+            self.media_s = now - self.started_at
+        self.sent_at = now
         self.count += 1
         if self.hook is not None:
             self.hook(frame, now)
@@ -148,14 +166,16 @@ async def run_session(
     fps: float | None = None,
     mirror: bool = True,
     pose: str | None = None,
+    profile: str | None = None,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
     on_connected: ChannelHook | None = None,
 ) -> ClientResult:
     """Dance `video` against `reference` on `server` (e.g. "http://127.0.0.1:8080") for `seconds` (default: until
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
-    out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv and session.json there. `pose`: the
-    server's pose backend for this session (default: the one that extracted the reference). `on_connected` runs
+    out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
+    server's pose backend for this session (default: the one that extracted the reference); `profile`: a profile
+    token (stream.protocol) that lists the session among its past ones. `on_connected` runs
     beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
@@ -172,7 +192,7 @@ async def run_session(
         if player.audio is not None:
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
-        fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose}
+        fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose, "profile": profile}
         try:
             result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
@@ -230,7 +250,9 @@ async def _connect(
 
     pc.addTrack(webcam)
     await pc.setLocalDescription(await pc.createOffer())
-    body = offer_body(pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"])
+    body = offer_body(
+        pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"], fields["profile"]
+    )
     async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
         try:
@@ -248,6 +270,8 @@ async def _connect(
             return
         if data["type"] == "score":
             result.scores.append(dict(data))
+        elif data["type"] == "move":
+            result.moves.append(dict(data))
         elif data["type"] == "stats":
             result.stats = dict(data)
             result.stats_log.append((asyncio.get_running_loop().time(), result.stats))
@@ -274,12 +298,13 @@ async def _wait_connected(pc: RTCPeerConnection, channel: RTCDataChannel, webcam
 async def _drive_clock(
     channel: RTCDataChannel, webcam: _SentTrack, start: float, limit: float, result: ClientResult
 ) -> None:
-    """Send the clock (from `start` s at the first webcam frame) while the webcam plays, until `limit` s of
-    reference time; then pause."""
+    """Send the clock (from `start` s at the first webcam frame, following the frames sent) while the webcam
+    plays, until `limit` s of reference time; then pause."""
     loop = asyncio.get_running_loop()
     t = start
     while channel.readyState == "open" and webcam.readyState == "live":
-        t = start + loop.time() - webcam.started_at
+        since = min(max(0.0, loop.time() - webcam.sent_at), FRAME_SLACK_S)
+        t = max(t, start + webcam.media_s + since)
         if t >= limit:
             t = limit
             break
@@ -295,14 +320,11 @@ async def _drive_clock(
 
 async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:
     headers = {"Authorization": f"Bearer {result.token}"}
-    for name in ("keypoints.csv", "scores.csv"):
+    for name in ("keypoints.csv", "scores.csv", "moves.csv"):
         async with http.get(f"{base}/api/sessions/{result.session}/{name}", headers=headers) as response:
             await _check(response, f"downloading {name}")
             text = await response.text()
-        if name == "keypoints.csv":
-            result.keypoints_csv = text
-        else:
-            result.scores_csv = text
+        setattr(result, name.replace(".", "_"), text)
         if out_dir is not None:
             (out_dir / name).write_text(text)
             result.files.append(out_dir / name)
@@ -372,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"session {result.session} ({result.pose}): {len(scores)} of {elapsed} ticks scored, mean score {mean:.1f}")
+    latency, tiers = result.metadata.get("latency_ms"), result.metadata.get("tiers") or {}
+    if latency is not None:
+        trusted = "" if result.metadata.get("latency_confident") else " (not yet confident)"
+        print(f"you were {abs(latency)} ms {'behind' if latency >= 0 else 'ahead of'} the music{trusted}")
+    print(f"{len(result.moves)} moves: " + ", ".join(f"{n} {tier}" for tier, n in tiers.items()))
     for path in result.files:
         print(f"wrote {path}")
     return 0

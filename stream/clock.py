@@ -7,17 +7,25 @@
 from __future__ import annotations
 
 import math
+from collections import deque
+
+import numpy as np
 
 SEEK_THRESHOLD_S = 0.5
 SLEW_S = 0.5
 SAMPLER_SEEK_THRESHOLD_S = 1.0
+RATE_WINDOW_S = 2.0  # the playback rate is measured over the clock messages of the last 2 s since a seek ...
+RATE_MIN_SPAN_S = 1.0  # ... once they span 1 s: message jitter of tens of ms then moves it by about 1 %
+RATE_TOLERANCE = 0.1  # a measured rate this close (relative) to a player's standard rate is that rate
+PLAYBACK_RATES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # what players offer; 0.75 and 1 are 25 % apart
 
 
 class ReferenceClock:
     """Estimate the dancer video's media time (s) at any server time `now` (s, any monotonic clock).
 
-    Paused, the estimate is the last reported time. Playing, it runs at rate 1 from the last message, and
-    messages are followed as follows:
+    Paused, the estimate is the last reported time. Playing, it runs at the playback rate from the last message
+    (the media time follows the video, not the wall clock: at 0.5x a tick lasts twice as long), and messages are
+    followed as follows:
 
     * the first message, play/pause changes, messages while paused, and any message more than
       `seek_threshold` s away from the estimate are taken exactly; the last are seeks (either way, playing
@@ -27,6 +35,14 @@ class ReferenceClock:
       0.1 s thus moves the estimate about 0.1 / `slew` of the way (an exponential smoother that still settles
       within `slew` s when messages are sparse), and since `slew` >= `seek_threshold` the estimate's rate
       stays >= 0: it never runs backwards between seeks.
+
+    The playback rate is the message's `rate` when the page sends one (exact from the first message); else it is
+    measured: the least-squares slope of media time over arrival time of the messages of the last
+    `RATE_WINDOW_S` since the last seek, once they span `RATE_MIN_SPAN_S`, taken as the nearest of
+    `PLAYBACK_RATES` within `RATE_TOLERANCE`. A rate that differs from the current one by more than the
+    tolerance is adopted at once and the message taken exactly (not counted as a seek). Seeks keep the rate
+    (an A-B loop goes on at the rate it was played at), and the slew runs over `slew / rate` s below rate 1,
+    so the estimate still never runs backwards.
 
     The constant part of the message delay cannot be measured one-way and is left to the scorer's time window.
     """
@@ -41,9 +57,14 @@ class ReferenceClock:
         self._base: float | None = None  # the estimate at _base_now
         self._base_now = 0.0
         self._correction = 0.0  # slewed in linearly over `slew` s after _base_now
+        self.rate = 1.0
+        self._samples: deque[tuple[float, float]] = deque()  # (now, t_ref) of messages while playing, since a seek
 
-    def update(self, t_ref: float, playing: bool, now: float) -> bool:
-        """Take a clock message received at `now`; True if it was taken as a seek (a discontinuity)."""
+    def update(self, t_ref: float, playing: bool, now: float, rate: float | None = None) -> bool:
+        """Take a clock message received at `now` (`rate`: the player's playback rate, if the page sent it);
+        True if it was taken as a seek (a discontinuity)."""
+        if rate is not None:
+            self.rate = rate
         if self._base is None:
             return self._snap(t_ref, playing, now, seek=False)
         estimate = self._estimate(now, self._base)
@@ -51,8 +72,26 @@ class ReferenceClock:
         seek = abs(error) > self.seek_threshold
         if seek or not playing or playing != self.playing:
             return self._snap(t_ref, playing, now, seek)
+        self._samples.append((now, t_ref))
+        measured = self._measured_rate(now) if rate is None else None
+        if measured is not None and abs(measured - self.rate) > RATE_TOLERANCE * self.rate:
+            self.rate = measured
+            return self._snap(t_ref, playing, now, seek=False, keep_samples=True)
         self._base, self._base_now, self._correction = estimate, now, error
         return False
+
+    def _measured_rate(self, now: float) -> float | None:
+        samples = self._samples
+        while samples and samples[0][0] < now - RATE_WINDOW_S:
+            samples.popleft()
+        if len(samples) < 3 or samples[-1][0] - samples[0][0] < RATE_MIN_SPAN_S:
+            return None
+        times, media = np.array(samples).T
+        slope = float(np.polyfit(times - times[0], media - media[0], 1)[0])
+        if not slope > 0:
+            return None
+        nearest = min(PLAYBACK_RATES, key=lambda r: abs(r - slope))
+        return nearest if abs(slope - nearest) <= RATE_TOLERANCE * nearest else slope
 
     def ref_time(self, now: float) -> float | None:
         """The dancer video's media time at `now`, or None before the first message."""
@@ -62,10 +101,15 @@ class ReferenceClock:
         if not self.playing:
             return base
         dt = max(0.0, now - self._base_now)
-        return base + dt + self._correction * min(1.0, dt / self.slew)
+        slew = self.slew / min(1.0, self.rate)
+        return base + self.rate * dt + self._correction * min(1.0, dt / slew)
 
-    def _snap(self, t_ref: float, playing: bool, now: float, seek: bool) -> bool:
+    def _snap(self, t_ref: float, playing: bool, now: float, seek: bool, keep_samples: bool = False) -> bool:
         self._base, self._base_now, self._correction, self.playing = t_ref, now, 0.0, playing
+        if not keep_samples:
+            self._samples.clear()
+        if playing and not keep_samples:
+            self._samples.append((now, t_ref))
         self.seeks += seek
         return seek
 

@@ -100,7 +100,7 @@ class SessionCore(Generic[F]):
             self.ignored[exc.reason] += 1
             return
         self.clocks += 1
-        self.session.on_clock(clock.t, clock.playing, now)
+        self.session.on_clock(clock.t, clock.playing, now, clock.rate)
 
     def on_frame(self, frame: F, now: float, capture_s: float | None) -> bool:
         """A webcam frame; True when it was put in the session's mailbox for a tick."""

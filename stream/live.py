@@ -25,6 +25,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerCo
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription
 
+from pose.limbs import Limb
 from pose.types import FrameAnalysis
 from stream.core import SessionCore, SessionLimits
 from stream.ice import IceError, OfferIce, check_pairing, peer_unheard, prepare_offer
@@ -92,6 +93,7 @@ class SessionRunner:
         self.pc: RTCPeerConnection | None = peer_connection()
         self.ended_at: float | None = None  # loop time
         self.end_reason = ""
+        self.ended = asyncio.Event()  # set once closing has finished (or failed): the results are final
         self._executor = executor
         self._loop = asyncio.get_running_loop()
         self.core: SessionCore[av.VideoFrame] = SessionCore(session, limits or SessionLimits(), self._loop.time())
@@ -163,6 +165,7 @@ class SessionRunner:
     def metadata(self) -> SessionRecord:
         """The session's record (`GET /api/sessions/{id}`)."""
         s = self.session
+        latency_ms, confident = s.latency_estimate()
         return {
             "session": self.id,
             "reference": self.reference,
@@ -177,6 +180,9 @@ class SessionRunner:
             "control": self.core.counts(),
             "live": self.live,
             "end_reason": self.end_reason or None,
+            "latency_ms": latency_ms,
+            "latency_confident": confident,
+            "tiers": s.tier_counts(),
         }
 
     def task_names(self) -> list[str]:
@@ -241,7 +247,7 @@ class SessionRunner:
     def _on_sent(self) -> None:
         self.core.on_sent(self._loop.time())
 
-    def _annotation(self) -> FrameAnalysis | None:
+    def _annotation(self) -> tuple[FrameAnalysis, Limb | None] | None:
         return self.session.annotation(self._loop.time())
 
     def _end_soon(self, reason: str) -> None:
@@ -308,7 +314,8 @@ class SessionRunner:
                 continue
             now = self._loop.time()
             self.frame_ages.append(now - arrived)
-            self._send(self.session.record(result, now).message())
+            for message in self.session.record(result, now).messages():
+                self._send(message)
 
     def _process(self, tick: int, frame: av.VideoFrame) -> TickResult:
         return self.session.process(tick, self._to_bgr(frame))
@@ -349,6 +356,7 @@ class SessionRunner:
             self._end_soon(on_return)
 
     def _closed(self, task: asyncio.Task[None]) -> None:
+        self.ended.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("session %s: closing failed", self.id, exc_info=task.exception())
 
@@ -368,8 +376,8 @@ class SessionRunner:
         for track in self._tracks:
             track.stop()
         self._latest.close()
-        # Ended sessions are kept for an hour for their results: drop the unprocessed frame, and the scaler (its
-        # swscale context holds ~5 MiB of buffers; 360 short sessions an hour would pin GBs).
+        # Ended sessions stay in memory for minutes for their results: drop the unprocessed frame, and the scaler (its
+        # swscale context holds ~5 MiB of buffers; hundreds of short sessions would pin GBs).
         self.session.take_pending()
         self.session.finish()
         self._to_bgr = BgrConverter()

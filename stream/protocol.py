@@ -5,7 +5,7 @@ The API and each message are described in docs/api.md; this module is their one 
 
 * `POST /api/offer`: the body (`OfferRequest`, `parse_offer`) and the answer (`AnswerMessage`, `answer_message`);
 * the `control` data channel: page → server `clock` (`Clock`, `parse_clock`, `clock_message`); server → page
-  `score`, `stats` and `end` (their builders, and `parse_server_message` for clients);
+  `score`, `move`, `stats` and `end` (their builders, and `parse_server_message` for clients);
 * `GET /api/sessions/{session}`: the session's record (`SessionRecord`).
 
 Parsers of what a peer sends raise (`OfferError`, `MessageError`) with a sentence or a short reason; they never
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal, TypedDict, TypeGuard
 
@@ -23,6 +24,12 @@ CONTROL_LABEL = "control"
 FPS_RANGE = (0.1, 60.0)  # a session's ticks per second
 MAX_POSE_NAME = 40
 MAX_CONTROL_BYTES = 1024  # a clock message is ~50 bytes
+PROFILE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url without padding
+
+
+def is_profile_token(value: object) -> bool:
+    """A browser's anonymous profile token: 32 random bytes in unpadded base64url (43 characters)."""
+    return isinstance(value, str) and PROFILE_TOKEN.fullmatch(value) is not None
 
 
 # --- POST /api/offer
@@ -35,13 +42,15 @@ class OfferError(ValueError):
 @dataclass(frozen=True)
 class OfferRequest:
     """A validated `POST /api/offer` body. fps None means the reference's own tick rate; pose None, the pose
-    backend that extracted the reference (so both sides are placed alike)."""
+    backend that extracted the reference (so both sides are placed alike); profile, the browser's anonymous
+    profile token (`is_profile_token`) that lists the session among its past ones, or None."""
 
     sdp: str
     reference: str
     fps: float | None
     mirror: bool
     pose: str | None = None
+    profile: str | None = None
 
 
 def parse_offer_body(data: bytes) -> OfferRequest:
@@ -74,13 +83,23 @@ def parse_offer(body: object) -> OfferRequest:
         raise OfferError('"mirror" must be true or false')
     if pose is not None and not (isinstance(pose, str) and 0 < len(pose) <= MAX_POSE_NAME):
         raise OfferError('"pose" must be the name of a pose backend')
-    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose)
+    profile = body.get("profile")
+    if profile is not None and not is_profile_token(profile):
+        raise OfferError('"profile" must be a profile token: 43 characters of A-Z, a-z, 0-9, "-" and "_"')
+    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose, profile)
 
 
-def offer_body(sdp: str, reference: str, fps: float | None = None, mirror: bool = True, pose: str | None = None) -> str:
+def offer_body(
+    sdp: str,
+    reference: str,
+    fps: float | None = None,
+    mirror: bool = True,
+    pose: str | None = None,
+    profile: str | None = None,
+) -> str:
     """The body a client posts (fields left at None are left out, so the server's defaults apply)."""
     body: dict[str, object] = {"sdp": sdp, "type": "offer", "reference": reference, "mirror": mirror}
-    body |= {k: v for k, v in (("fps", fps), ("pose", pose)) if v is not None}
+    body |= {k: v for k, v in (("fps", fps), ("pose", pose), ("profile", profile)) if v is not None}
     return json.dumps(body)
 
 
@@ -126,13 +145,17 @@ class MessageError(ValueError):
         self.reason = reason
 
 
+RATE_RANGE = (0.0625, 16.0)  # what browsers allow for a media element's playbackRate
+
+
 @dataclass(frozen=True)
 class Clock:
-    """`{"type": "clock", "t": dancer media time (s), "playing": bool}`: sent >= 10 times a second and on
-    play, pause and seek."""
+    """`{"type": "clock", "t": dancer media time (s), "playing": bool, "rate"?: playback rate}`: sent >= 10
+    times a second and on play, pause, seek and rate change. Without `rate` the server measures it."""
 
     t: float
     playing: bool
+    rate: float | None = None
 
 
 def parse_clock(message: object, max_bytes: int = MAX_CONTROL_BYTES, max_t: float = math.inf) -> Clock:
@@ -159,29 +182,55 @@ def parse_clock(message: object, max_bytes: int = MAX_CONTROL_BYTES, max_t: floa
         raise MessageError("t out of range")
     if not isinstance(playing, bool):
         raise MessageError("playing not a boolean")
-    return Clock(float(t), playing)
+    rate = data.get("rate")
+    if rate is not None and not (_finite_number(rate) and RATE_RANGE[0] <= rate <= RATE_RANGE[1]):
+        raise MessageError("rate out of range")
+    return Clock(float(t), playing, None if rate is None else float(rate))
 
 
-def clock_message(t: float, playing: bool) -> str:
-    return json.dumps({"type": "clock", "t": t, "playing": playing})
+def clock_message(t: float, playing: bool, rate: float | None = None) -> str:
+    message: dict[str, object] = {"type": "clock", "t": t, "playing": playing}
+    if rate is not None:
+        message["rate"] = rate
+    return json.dumps(message)
 
 
 # --- the control channel: server → page
 
 
 class ScoreMessage(TypedDict):
-    """One processed tick: its reference tick, time (s), score 0..100 and the user's worst part (or None)."""
+    """One processed tick: its reference tick, time (s), calibrated score 0..100, the raw similarity 0..100, the
+    user's part and limb furthest off (or None), and the index of the reference move the tick is in (or None)."""
 
     type: Literal["score"]
     tick: int
     t: float
     score: float
+    raw: float
     worst: str | None
+    limb: str | None
+    move: int | None
+
+
+class MoveMessage(TypedDict):
+    """A move's final verdict: its index, start and end (s of the reference), tier ("perfect", "good", "ok",
+    "miss"), score 0..100, the limb most off (or None) and the timing in ms (positive: the user was late; None
+    when nothing was comparable)."""
+
+    type: Literal["move"]
+    move: int
+    start: float
+    end: float
+    tier: str
+    score: float
+    limb: str | None
+    offset_ms: int | None
 
 
 class StatsMessage(TypedDict):
     """Every `stats_interval_s`: ticks processed/skipped, analyzer errors, the returned track's and the webcam's
-    frame rates, the session's tick rate and the mean inference time."""
+    frame rates, the session's tick rate, the mean inference time, and the user's estimated lag behind the
+    music (ms, positive: late; None before any comparable tick) with whether it is trusted yet."""
 
     type: Literal["stats"]
     processed: int
@@ -191,6 +240,8 @@ class StatsMessage(TypedDict):
     webcam_fps: float
     tick_fps: float
     inference_ms: float
+    latency_ms: int | None
+    latency_confident: bool
 
 
 class EndMessage(TypedDict):
@@ -200,15 +251,55 @@ class EndMessage(TypedDict):
     reason: str
 
 
-ServerMessage = ScoreMessage | StatsMessage | EndMessage
+ServerMessage = ScoreMessage | MoveMessage | StatsMessage | EndMessage
 
 
-def score_message(tick: int, t: float, score: float, worst: str | None) -> ScoreMessage:
-    return {"type": "score", "tick": tick, "t": t, "score": round(score, 2), "worst": worst}
+def score_message(
+    tick: int,
+    t: float,
+    score: float,
+    worst: str | None,
+    raw: float = 0.0,
+    limb: str | None = None,
+    move: int | None = None,
+) -> ScoreMessage:
+    return {
+        "type": "score",
+        "tick": tick,
+        "t": t,
+        "score": round(score, 2),
+        "raw": round(raw, 2),
+        "worst": worst,
+        "limb": limb,
+        "move": move,
+    }
+
+
+def move_message(
+    move: int, start: float, end: float, tier: str, score: float, limb: str | None, offset_ms: int | None
+) -> MoveMessage:
+    return {
+        "type": "move",
+        "move": move,
+        "start": start,
+        "end": end,
+        "tier": tier,
+        "score": round(score, 2),
+        "limb": limb,
+        "offset_ms": offset_ms,
+    }
 
 
 def stats_message(
-    processed: int, skipped: int, errors: int, fps: float, webcam_fps: float, tick_fps: float, inference_s: float
+    processed: int,
+    skipped: int,
+    errors: int,
+    fps: float,
+    webcam_fps: float,
+    tick_fps: float,
+    inference_s: float,
+    latency_ms: int | None = None,
+    latency_confident: bool = False,
 ) -> StatsMessage:
     return {
         "type": "stats",
@@ -219,6 +310,8 @@ def stats_message(
         "webcam_fps": round(webcam_fps, 2),
         "tick_fps": tick_fps,
         "inference_ms": round(1000 * inference_s, 1),
+        "latency_ms": latency_ms,
+        "latency_confident": latency_confident,
     }
 
 
@@ -239,11 +332,40 @@ def parse_server_message(message: str | bytes) -> ServerMessage | None:
     if not isinstance(data, dict):
         return None
     kind = data.get("type")
-    if kind == "score" and isinstance(data.get("tick"), int) and _finite_number(data.get("score")):
-        t, worst = data.get("t"), data.get("worst")
-        if _finite_number(t) and (worst is None or isinstance(worst, str)):
-            return score_message(data["tick"], float(t), float(data["score"]), worst)
-    if kind == "stats" and all(_finite_number(data.get(k)) for k in StatsMessage.__annotations__ if k != "type"):
+    if kind == "score" and _whole(data.get("tick")) and _finite_number(data.get("score")):
+        t, worst, limb, move, raw = (
+            data.get("t"),
+            data.get("worst"),
+            data.get("limb"),
+            data.get("move"),
+            data.get("raw"),
+        )
+        if (
+            _finite_number(t)
+            and _finite_number(raw)
+            and _name(worst)
+            and _name(limb)
+            and (move is None or _whole(move))
+        ):
+            return score_message(data["tick"], float(t), float(data["score"]), worst, float(raw), limb, move)
+    if kind == "move" and _whole(data.get("move")) and isinstance(data.get("tier"), str):
+        start, end, score, limb, offset = (data.get(k) for k in ("start", "end", "score", "limb", "offset_ms"))
+        if (
+            _finite_number(start)
+            and _finite_number(end)
+            and _finite_number(score)
+            and _name(limb)
+            and (offset is None or _whole(offset))
+        ):
+            return move_message(data["move"], float(start), float(end), data["tier"], float(score), limb, offset)
+    counts = [k for k in StatsMessage.__annotations__ if k not in ("type", "latency_ms", "latency_confident")]
+    latency = data.get("latency_ms")
+    if (
+        kind == "stats"
+        and all(_finite_number(data.get(k)) for k in counts)
+        and (latency is None or _whole(latency))
+        and isinstance(data.get("latency_confident"), bool)
+    ):
         return StatsMessage(**data)  # type: ignore[typeddict-item]
     if kind == "end" and isinstance(data.get("reason"), str):
         return end_message(data["reason"])
@@ -280,6 +402,17 @@ class SessionRecord(TypedDict):
     control: ControlCounts
     live: bool
     end_reason: str | None
+    latency_ms: int | None
+    latency_confident: bool
+    tiers: dict[str, int]
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _name(value: object) -> TypeGuard[str | None]:
+    return value is None or isinstance(value, str)
 
 
 def _finite_number(value: object) -> TypeGuard[int | float]:

@@ -5,16 +5,21 @@ Layout under `root` (one folder per reference, named by its id)::
 
     <id>/video.mp4       H.264/AAC, first frame at t = 0 (what the page plays)
     <id>/keypoints.csv   extracted from video.mp4 itself, so tick k is at media time k / fps of that file
+    <id>/calibration.csv what chance earns at each tick (pose.calibration), computed from keypoints.csv
+    <id>/cut.csv         the reference's moves (pose.moves: on the beats of its audio, else fixed windows)
     <id>/meta.json       ReferenceMeta; written last
     .building/<id>/      a reference being built; renamed to <id>/ when complete
     .uploads/            uploads being received
 
 A reference exists once its folder is in place, so a crash mid-build never leaves a half reference listed.
+References built before calibration and cuts existed get both from a background job (`ReferenceJobs.backfill`,
+at start-up); until then sessions on them score against a chance of 0 with fixed 1 s moves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import enum
 import json
@@ -27,9 +32,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from pose.calibration import CALIBRATION_NAME, chance_baseline, read_calibration, write_calibration
+from pose.csvio import main_dancer_arrays, read_keypoints_csv
+from pose.media.audio import AUDIO_RATE, read_audio
 from pose.media.transcode import transcode_for_web
 from pose.media.video import VideoError
+from pose.moves import MOVES_NAME, Move, cut_moves, fixed_moves, read_moves, write_moves
 from pose.pipeline import ModelCatalog, Models, extract_video
+from pose.similarity import Moments
 from pose.ticks import as_rate, tick_count
 
 log = logging.getLogger(__name__)
@@ -130,11 +143,18 @@ class ReferenceLibrary:
         for folder in (root, self.building, self.uploads):
             folder.mkdir(parents=True, exist_ok=True)
 
-    def clear_leftovers(self) -> None:
-        """Remove half-built references and uploads left by a previous run."""
-        for folder in (self.building, self.uploads):
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
+    def clear_leftovers(self, keep: frozenset[Path] = frozenset()) -> None:
+        """Remove half-built references and uploads left by a previous run, except the uploads in `keep` (the
+        sources of jobs that resume)."""
+        shutil.rmtree(self.building, ignore_errors=True)
+        self.building.mkdir(parents=True, exist_ok=True)
+        for upload in self.uploads.iterdir():
+            if upload.resolve() in keep:
+                continue
+            if upload.is_dir():
+                shutil.rmtree(upload, ignore_errors=True)
+            else:
+                upload.unlink(missing_ok=True)
 
     def list(self) -> list[ReferenceMeta]:
         """Complete references, oldest first."""
@@ -155,6 +175,57 @@ class ReferenceLibrary:
 
     def csv_path(self, reference_id: str) -> Path:
         return self.root / reference_id / CSV_NAME
+
+    def calibration_path(self, reference_id: str) -> Path:
+        return self.root / reference_id / CALIBRATION_NAME
+
+    def moves_path(self, reference_id: str) -> Path:
+        return self.root / reference_id / MOVES_NAME
+
+    def scoring(self, meta: ReferenceMeta) -> tuple[npt.NDArray[np.float64] | None, builtins.list[Move] | None]:
+        """The reference's chance baseline and moves, None for each not computed yet (or unreadable: logged)."""
+        chance: npt.NDArray[np.float64] | None = None
+        moves: builtins.list[Move] | None = None
+        try:
+            if self.calibration_path(meta.id).is_file():
+                chance = read_calibration(self.calibration_path(meta.id), meta.ticks)
+            if self.moves_path(meta.id).is_file():
+                moves = read_moves(self.moves_path(meta.id), meta.ticks)
+        except (OSError, ValueError) as exc:
+            log.warning("reference %s: unreadable calibration or moves (%s); scoring without them", meta.id, exc)
+        return chance, moves
+
+    def moves_json(self, meta: ReferenceMeta) -> dict[str, Any]:
+        """`GET /api/references/{id}/moves.json`: the moves in seconds of the reference, and how they were cut
+        ("beats": on its music's beats; "fixed": windows of fixed length, also before the cut was computed)."""
+        _, moves = self.scoring(meta)
+        fixed = fixed_moves(meta.ticks, meta.fps)
+        cut = moves if moves is not None else fixed
+        source = "fixed" if cut == fixed else "beats"
+        rate = as_rate(meta.fps)
+        entries = [{"move": m.index, "start": float(m.start / rate), "end": float(m.end / rate)} for m in cut]
+        return {"source": source, "moves": entries}
+
+    def unscored(self) -> builtins.list[ReferenceMeta]:
+        """References without their calibration or their moves (built before either existed)."""
+        return [
+            m for m in self.list() if not (self.calibration_path(m.id).is_file() and self.moves_path(m.id).is_file())
+        ]
+
+    def add_scoring(self, meta: ReferenceMeta, cancel: threading.Event | None = None) -> None:
+        """Compute and write a complete reference's calibration and moves (each file written whole, then
+        renamed into place, so a reader never sees half of one)."""
+        folder = self.root / meta.id
+        partial = folder / ".scoring"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        try:
+            write_scoring(partial, folder / CSV_NAME, folder / VIDEO_NAME, meta.width / meta.height, meta.fps, cancel)
+            for name in (CALIBRATION_NAME, MOVES_NAME):
+                (partial / name).replace(folder / name)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        log.info("reference %s: calibration and moves written", meta.id)
 
     def upload_path(self) -> Path:
         return self.uploads / f"{new_id()}.upload"
@@ -199,6 +270,7 @@ class ReferenceLibrary:
             )
             if result.ticks != tick_count(info.duration_s, fps):
                 raise VideoError(f"extracted {result.ticks} ticks, expected {tick_count(info.duration_s, fps)}")
+            write_scoring(folder, folder / CSV_NAME, folder / VIDEO_NAME, info.width / info.height, fps, cancel)
             (folder / META_NAME).write_text(json.dumps(asdict(meta), indent=2) + "\n")
             folder.rename(self.root / reference_id)
         except BaseException:
@@ -215,6 +287,18 @@ class ReferenceLibrary:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("%s: unreadable reference metadata: %s", path, exc)
             return None
+
+
+def write_scoring(
+    folder: Path, keypoints: Path, video: Path, aspect: float, fps: float, cancel: threading.Event | None = None
+) -> None:
+    """Write `folder`/calibration.csv and `folder`/cut.csv for the reference whose keypoints and video are given."""
+    _, xy, conf = main_dancer_arrays(read_keypoints_csv(keypoints))
+    moments = Moments.from_keypoints(xy, conf, aspect, fps)
+    _checkpoint(cancel)
+    write_calibration(folder / CALIBRATION_NAME, chance_baseline(moments, fps))
+    _checkpoint(cancel)
+    write_moves(folder / MOVES_NAME, cut_moves(len(xy), fps, read_audio(video), AUDIO_RATE))
 
 
 def _checkpoint(cancel: threading.Event | None) -> None:
@@ -243,11 +327,16 @@ class ReferenceJobs:
         self.jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel = threading.Event()
+        self.scored: list[str] = []  # references given calibration and moves by `backfill`, in order
 
     def submit(self, source: Path, title: str, fps: float, remove_source: bool, pose: str | None = None) -> Job:
         """Queue a build of `source` with pose backend `pose` (None: the default); with `remove_source` the file is
         deleted afterwards (an upload). ValueError for a backend the catalog does not offer."""
         job = Job(id=new_id(), reference=new_id(), title=title, pose=self.models.resolve(pose))
+        return self.enqueue(job, source, fps, remove_source)
+
+    def enqueue(self, job: Job, source: Path, fps: float, remove_source: bool) -> Job:
+        """Queue `job` as it is (a new one from `submit`, or one resumed after a restart)."""
         self.jobs[job.id] = job
         task = asyncio.create_task(self._run(job, source, fps, remove_source), name=f"reference-job-{job.id}")
         self._tasks.add(task)
@@ -256,6 +345,28 @@ class ReferenceJobs:
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id) if is_id(job_id) else None
+
+    def backfill(self) -> asyncio.Task[None] | None:
+        """Compute the calibration and moves of every reference that lacks them, one after the other on the job
+        worker (after the builds queued before it); None when none does."""
+        todo = self.library.unscored()
+        if not todo:
+            return None
+        task = asyncio.create_task(self._backfill(todo), name="reference-backfill")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _backfill(self, todo: list[ReferenceMeta]) -> None:
+        loop = asyncio.get_running_loop()
+        for meta in todo:
+            try:
+                await loop.run_in_executor(self.executor, self.library.add_scoring, meta, self._cancel)
+            except JobCancelled:
+                return
+            except Exception:
+                log.exception("reference %s: computing its calibration and moves failed", meta.id)
+            self.scored.append(meta.id)
 
     def pending(self) -> list[Job]:
         return [job for job in self.jobs.values() if job.state in (JobState.QUEUED, JobState.RUNNING)]
@@ -273,6 +384,7 @@ class ReferenceJobs:
             await asyncio.shield(future)
         except asyncio.CancelledError:
             await asyncio.gather(future, return_exceptions=True)  # let the worker notice the cancel flag
+            remove_source = False  # cancelled by the shutdown: the job may resume at the next start
             raise
         except Exception as exc:
             job.state, job.error = JobState.FAILED, _user_message(exc, (source, self.library.root))

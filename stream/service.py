@@ -105,9 +105,15 @@ class SessionService:
         return await asyncio.to_thread(self.models.get, pose)
 
     async def _dancer(self, meta: ReferenceMeta) -> DancerPoses:
+        """The reference's dancer, read once; read again while its calibration or moves are still missing (a
+        background job is computing them)."""
         dancer = self._dancers.get(meta.id)
-        if dancer is None:
-            path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
-            dancer = await asyncio.to_thread(DancerPoses.from_csv, path, meta.fps, aspect, meta.pose)
+        if dancer is None or dancer.chance is None or dancer.moves is None:
+            dancer = await asyncio.to_thread(self._read_dancer, meta)
             self._dancers[meta.id] = dancer
         return dancer
+
+    def _read_dancer(self, meta: ReferenceMeta) -> DancerPoses:
+        chance, moves = self.library.scoring(meta)
+        path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
+        return DancerPoses.from_csv(path, meta.fps, aspect, meta.pose, chance, moves)

@@ -18,17 +18,31 @@ import numpy as np
 import numpy.typing as npt
 
 from pose.csvio import CSV_COLUMNS, Row, keypoint_rows, main_dancer_arrays, read_keypoints_csv
+from pose.judge import Judge
+from pose.limbs import Limb
+from pose.moves import Move, Tier, fixed_moves
 from pose.parts import NUM_PARTS, BodyPart
-from pose.scoring import PoseScore, backend_mismatch, score_pose, window_ticks
+from pose.scorer import Latency, MoveVerdict, TickVerdict
+from pose.scoring import backend_mismatch
 from pose.ticks import tick_time
-from pose.types import Detections, FrameAnalysis
+from pose.types import Detections, FrameAnalysis, Poses
 from stream.clock import ReferenceClock, TickSampler
 from stream.csvsafe import csv_text
-from stream.protocol import ScoreMessage, StatsMessage, score_message, stats_message
+from stream.protocol import (
+    MoveMessage,
+    ScoreMessage,
+    ServerMessage,
+    StatsMessage,
+    move_message,
+    score_message,
+    stats_message,
+)
 
 F = TypeVar("F")  # a webcam frame, opaque here
-SCORE_COLUMNS = ("tick", "time_s", "score", "worst")
-SCORE_TEXT_COLUMNS = ("worst",)  # the other columns of both CSVs are numbers (stream.csvsafe checks them)
+SCORE_COLUMNS = ("tick", "time_s", "score", "raw", "worst", "limb", "move")
+SCORE_TEXT_COLUMNS = ("worst", "limb")  # the other columns of the CSVs are numbers (stream.csvsafe checks them)
+MOVE_COLUMNS = ("move", "start_s", "end_s", "tier", "score", "limb", "offset_ms")
+MOVE_TEXT_COLUMNS = ("tier", "limb")
 ANNOTATION_MAX_AGE_S = 1.0  # an older skeleton is no longer where the user is; show the plain frame
 
 
@@ -43,11 +57,13 @@ class Analyzer(Protocol):
 
 @dataclass(frozen=True)
 class DancerPoses:
-    """The dancer's main person at every reference tick.
+    """The dancer's main person at every reference tick, and what scoring needs of the reference.
 
     xy: (K, 18, 2) float32 normalised x, y, NaN where missing; confidence: (K, 18) float32, 0 where missing.
     fps: reference ticks per second; aspect: the reference video's width / height; pose: the backend that
-    extracted them (None if not recorded).
+    extracted them (None if not recorded). chance: (K,) the reference's chance baseline (`pose.calibration`),
+    None when it has not been computed yet (then 0: the raw similarity, uncalibrated); moves: the reference's
+    cut (`pose.moves`), None for fixed windows.
     """
 
     xy: npt.NDArray[np.float32]
@@ -55,51 +71,124 @@ class DancerPoses:
     fps: float
     aspect: float
     pose: str | None = None
+    chance: npt.NDArray[np.float64] | None = None
+    moves: tuple[Move, ...] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.xy)
         if self.xy.shape != (k, NUM_PARTS, 2) or self.confidence.shape != (k, NUM_PARTS):
             raise ValueError(f"need xy (K, 18, 2) and confidence (K, 18), got {self.xy.shape}, {self.confidence.shape}")
+        if self.chance is not None and self.chance.shape != (k,):
+            raise ValueError(f"chance must have shape ({k},), got {self.chance.shape}")
 
     @property
     def ticks(self) -> int:
         return len(self.xy)
 
+    def scoring(self) -> tuple[npt.NDArray[np.float64], list[Move]]:
+        """(chance, moves) for the scorer: zeros and fixed windows where the reference has none yet."""
+        chance = self.chance if self.chance is not None else np.zeros(self.ticks)
+        moves = list(self.moves) if self.moves is not None else fixed_moves(self.ticks, self.fps)
+        return chance, moves
+
     @classmethod
-    def from_csv(cls, path: Path, fps: float, aspect: float, pose: str | None = None) -> DancerPoses:
+    def from_csv(
+        cls,
+        path: Path,
+        fps: float,
+        aspect: float,
+        pose: str | None = None,
+        chance: npt.NDArray[np.float64] | None = None,
+        moves: list[Move] | None = None,
+    ) -> DancerPoses:
         """Read a reference CSV; its person-0 ticks must be exactly 0..K-1."""
         ticks, xy, confidence = main_dancer_arrays(read_keypoints_csv(path))
         if not np.array_equal(ticks, np.arange(len(ticks))):
             raise ValueError(f"{path}: person-0 ticks are not 0..{len(ticks) - 1}")
-        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose)
+        cut = None if moves is None else tuple(moves)
+        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose, chance, cut)
 
 
 @dataclass(frozen=True)
 class TickScore:
-    """One processed tick: `tick` on the reference timeline at `time_s` = tick / fps; score 0..100."""
+    """One processed tick: `tick` on the reference timeline at `time_s` = tick / fps; score 0..100 calibrated,
+    raw 0..100 (the pose's similarity alone, uncalibrated); worst: the user's part furthest off; limb: the
+    user's limb furthest off; move: the reference move the tick is in."""
 
     tick: int
     time_s: float
     score: float
-    worst: BodyPart | None
+    raw: float = 0.0
+    worst: BodyPart | None = None
+    limb: Limb | None = None
+    move: int | None = None
+
+    @classmethod
+    def of(cls, verdict: TickVerdict, time_s: float) -> TickScore:
+        return cls(verdict.tick, time_s, verdict.score, verdict.raw, verdict.part, verdict.worst, verdict.move)
 
     def message(self) -> ScoreMessage:
         """The `score` message on the control channel."""
-        return score_message(self.tick, self.time_s, self.score, self.worst.key if self.worst is not None else None)
+        worst, limb = _key(self.worst), _key(self.limb)
+        return score_message(self.tick, self.time_s, self.score, worst, self.raw, limb, self.move)
 
     def csv_row(self) -> list[str]:
-        worst = self.worst.key if self.worst is not None else ""
-        return [str(self.tick), f"{self.time_s:.6g}", f"{self.score:.2f}", worst]
+        move = "" if self.move is None else str(self.move)
+        worst, limb = _key(self.worst) or "", _key(self.limb) or ""
+        return [str(self.tick), f"{self.time_s:.6g}", f"{self.score:.2f}", f"{self.raw:.2f}", worst, limb, move]
+
+
+def _key(value: BodyPart | Limb | None) -> str | None:
+    return None if value is None else value.key
+
+
+@dataclass(frozen=True)
+class MoveScore:
+    """A move's final verdict: reference times (s), tier, 0..100 score, limb most off, timing (ms, + = late)."""
+
+    move: int
+    start_s: float
+    end_s: float
+    tier: Tier
+    score: float
+    limb: Limb | None
+    offset_ms: int | None
+
+    @classmethod
+    def of(cls, verdict: MoveVerdict, fps: float) -> MoveScore:
+        rate = Fraction(fps).limit_denominator(100_000)
+        start, end = float(tick_time(verdict.move.start, rate)), float(tick_time(verdict.move.end, rate))
+        offset = None if verdict.offset_ms is None else round(verdict.offset_ms)
+        return cls(verdict.move.index, start, end, verdict.tier, verdict.score, verdict.worst, offset)
+
+    def message(self) -> MoveMessage:
+        limb = _key(self.limb)
+        return move_message(self.move, self.start_s, self.end_s, self.tier.value, self.score, limb, self.offset_ms)
+
+    def csv_row(self) -> list[str]:
+        offset = "" if self.offset_ms is None else str(self.offset_ms)
+        limb = _key(self.limb) or ""
+        start, end = f"{self.start_s:.6g}", f"{self.end_s:.6g}"
+        return [str(self.move), start, end, self.tier.value, f"{self.score:.2f}", limb, offset]
 
 
 @dataclass(frozen=True)
 class TickResult:
-    """What the analyzer thread hands back: the tick's analysis, its score, and the time it took (s)."""
+    """What the analyzer thread hands back: the tick's analysis (the main dancer's keypoints as the model gave
+    them, for the CSV), the same with them smoothed (`shown`, drawn and scored), its score, the moves it
+    completed, the latency estimate after it, and the time it took (s)."""
 
     tick: int
     analysis: FrameAnalysis
     score: TickScore
     seconds: float
+    shown: FrameAnalysis | None = None
+    moves: tuple[MoveScore, ...] = ()
+    latency: Latency | None = None
+
+    def messages(self) -> list[ServerMessage]:
+        """The tick's `score` message, then a `move` message per move it completed."""
+        return [self.score.message(), *(m.message() for m in self.moves)]
 
 
 class ArrivalSmoother:
@@ -210,11 +299,18 @@ class LiveSession(Generic[F]):
         self._latest: tuple[FrameAnalysis, float] | None = None
         self._boxes: tuple[int, Detections] | None = None  # (reference tick, boxes) of the last detector run
         self._keypoints_text: str | None = None  # keypoints_csv() once the session has ended (see `finish`)
+        chance, moves = dancer.scoring()
+        self.judge: Judge | None = Judge(
+            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, mirror=mirror
+        )
+        self.moves: dict[int, MoveScore] = {}  # by move index: the latest final verdict
+        self.latency: Latency | None = None
+        self._limb: Limb | None = None
 
     # --- input
 
-    def on_clock(self, t_ref: float, playing: bool, now: float) -> None:
-        if self.clock.update(t_ref, playing, now):
+    def on_clock(self, t_ref: float, playing: bool, now: float, rate: float | None = None) -> None:
+        if self.clock.update(t_ref, playing, now, rate):
             self.sampler.note_seek()
 
     def on_frame(self, frame: F, now: float, capture_s: float | None = None) -> bool:
@@ -241,10 +337,16 @@ class LiveSession(Generic[F]):
         """Analyse the frame of reference tick `tick` and score it (blocking; call from a worker thread)."""
         started = time.perf_counter()
         analysis = self.analyzer.analyze(image_bgr, self._people(tick, image_bgr))
-        pose = self._score(tick, analysis)
         time_s = float(tick_time(tick, Fraction(self.dancer.fps).limit_denominator(100_000)))
-        score = TickScore(tick, time_s, pose.score, pose.worst)
-        return TickResult(tick, analysis, score, time.perf_counter() - started)
+        found = len(analysis.poses) > 0
+        xy, conf = (analysis.poses.xy[0], analysis.poses.confidence[0]) if found else (None, None)
+        if self.judge is None:
+            raise RuntimeError("the session has ended")
+        smooth, verdict = self.judge.add(tick, time_s, xy, conf, analysis.width / analysis.height)
+        shown = _with_main_pose(analysis, smooth) if found else analysis
+        moves = tuple(MoveScore.of(v, self.dancer.fps) for v in verdict.moves_done)
+        score = TickScore.of(verdict, time_s)
+        return TickResult(tick, analysis, score, time.perf_counter() - started, shown, moves, verdict.latency)
 
     def _people(self, tick: int, image_bgr: np.ndarray) -> Detections | None:
         if self.detect is None:
@@ -254,39 +356,32 @@ class LiveSession(Generic[F]):
             self._boxes = (tick, self.detect(image_bgr))
         return self._boxes[1]
 
-    def _score(self, tick: int, analysis: FrameAnalysis) -> PoseScore:
-        if not len(analysis.poses):
-            return PoseScore.none()
-        window = window_ticks(tick, self.dancer.fps, self.dancer.ticks)
-        return score_pose(
-            analysis.poses.xy[0],
-            analysis.poses.confidence[0],
-            self.dancer.xy[window.start : window.stop],
-            self.dancer.confidence[window.start : window.stop],
-            user_aspect=analysis.width / analysis.height,
-            dancer_aspect=self.dancer.aspect,
-            mirror=self.mirror,
-        )
-
     # --- results
 
-    def record(self, result: TickResult, now: float) -> TickScore:
+    def record(self, result: TickResult, now: float) -> TickResult:
+        """Keep a processed tick's results (on the shell's thread); returns it, for its `messages()`."""
         self.rows.append(keypoint_rows(result.tick, result.score.time_s, result.analysis)[0])
         self.scores.append(result.score)
-        self._latest = (result.analysis, now)
+        for move in result.moves:
+            self.moves[move.move] = move  # a move danced again (a loop) keeps its latest verdict
+        if result.latency is not None:
+            self.latency = result.latency
+        self._latest = (result.shown or result.analysis, now)
+        self._limb = result.score.limb
         self.inference_s = result.seconds if not self.inference_s else 0.8 * self.inference_s + 0.2 * result.seconds
-        return result.score
+        return result
 
     def fail(self, tick: int) -> None:
         """The analyzer raised on reference tick `tick`: count it, and count the tick as skipped."""
         self.errors += 1
         self.sampler.mark_skipped(tick // self.step)
 
-    def annotation(self, now: float, max_age: float = ANNOTATION_MAX_AGE_S) -> FrameAnalysis | None:
-        """The newest analysis to draw on outgoing frames, unless it is older than `max_age` s."""
+    def annotation(self, now: float, max_age: float = ANNOTATION_MAX_AGE_S) -> tuple[FrameAnalysis, Limb | None] | None:
+        """The newest analysis to draw on outgoing frames (the user's keypoints smoothed) and the limb that was
+        off in its verdict, unless it is older than `max_age` s."""
         if self._latest is None or now - self._latest[1] > max_age:
             return None
-        return self._latest[0]
+        return self._latest[0], self._limb
 
     @property
     def duration_s(self) -> float:
@@ -301,7 +396,24 @@ class LiveSession(Generic[F]):
         """The `stats` message: ticks processed/skipped so far, returned-track and webcam frame rates, tick rate
         and mean inference time."""
         skipped, rate = self.sampler.skipped, self.webcam_rate.rate(now)
-        return stats_message(self.processed, skipped, self.errors, output_fps, rate, self.fps, self.inference_s)
+        latency_ms, confident = self.latency_estimate()
+        return stats_message(
+            self.processed, skipped, self.errors, output_fps, rate, self.fps, self.inference_s, latency_ms, confident
+        )
+
+    def latency_estimate(self) -> tuple[int | None, bool]:
+        """The user's estimated lag behind the reference in ms (positive: late; None before any comparable
+        tick) and whether the scorer trusts it. Worked out from reference ticks, not wall time."""
+        if self.latency is None or (self.latency.agreement == 0 and not self.latency.confident):
+            return None, False
+        return round(self.latency.ms), self.latency.confident
+
+    def tier_counts(self) -> dict[str, int]:
+        """How many of the moves given a verdict earned each tier (every tier present, best first)."""
+        counts = {tier.value: 0 for tier in Tier}
+        for move in self.moves.values():
+            counts[move.tier.value] += 1
+        return counts
 
     def finish(self) -> None:
         """The session has ended: keep its keypoints as CSV text, and drop the last analysis. Ended sessions are
@@ -310,6 +422,7 @@ class LiveSession(Generic[F]):
         self._keypoints_text = self.keypoints_csv()
         self.rows = []
         self._latest = self._boxes = None
+        self.judge = None  # the reference's moments, per session: ~1 MB a session for the retention time
 
     def keypoints_csv(self) -> str:
         """The offline schema, one person-0 row per processed tick, in tick order."""
@@ -320,3 +433,19 @@ class LiveSession(Generic[F]):
     def scores_csv(self) -> str:
         rows = [s.csv_row() for s in sorted(self.scores, key=lambda s: s.tick)]
         return csv_text(SCORE_COLUMNS, rows, text_columns=SCORE_TEXT_COLUMNS)
+
+    def moves_csv(self) -> str:
+        """One row per move given a final verdict (its latest), in move order."""
+        rows = [self.moves[m].csv_row() for m in sorted(self.moves)]
+        return csv_text(MOVE_COLUMNS, rows, text_columns=MOVE_TEXT_COLUMNS)
+
+
+def _with_main_pose(analysis: FrameAnalysis, xy: npt.NDArray[np.float64]) -> FrameAnalysis:
+    """`analysis` with the main dancer's keypoints replaced by `xy` (18, 2), NaN where missing."""
+    poses = analysis.poses
+    all_xy = poses.xy.copy()
+    all_xy[0] = xy
+    confidence = poses.confidence.copy()
+    confidence[0] = np.where(np.isfinite(xy).all(axis=-1), confidence[0], 0.0)
+    shown = Poses(all_xy.astype(np.float32), confidence, poses.score)
+    return FrameAnalysis(shown, analysis.ids, analysis.detections, analysis.width, analysis.height, analysis.timings)

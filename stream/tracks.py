@@ -2,7 +2,8 @@
 
 aiortc queues incoming frames without bound, so the webcam track is read by its own task from start to end
 (`consume`), whatever the analyzer is doing; the returned track takes only the newest frame (latest wins, as
-`MediaRelay(buffered=False)` does).
+`MediaRelay(buffered=False)` does), with the user's newest skeleton drawn in limb colours and the limb the
+newest verdict found off in red.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 from av.video.reformatter import VideoReformatter
 
 from pose.draw import draw_analysis
+from pose.limbs import Limb
 from pose.types import FrameAnalysis
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,10 @@ class AnnotatedTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(
-        self, latest: LatestFrame, annotation: Callable[[], FrameAnalysis | None], on_sent: Callable[[], None]
+        self,
+        latest: LatestFrame,
+        annotation: Callable[[], tuple[FrameAnalysis, Limb | None] | None],
+        on_sent: Callable[[], None],
     ) -> None:
         super().__init__()
         self._latest = latest
@@ -106,14 +111,16 @@ class AnnotatedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         self._seq, frame = await self._latest.newer_than(self._seq)
-        analysis = self._annotation()
+        annotation = self._annotation()
         self._on_sent()
-        return frame if analysis is None else annotate(frame, analysis, self._to_bgr)
+        return frame if annotation is None else annotate(frame, annotation[0], self._to_bgr, annotation[1])
 
 
-def annotate(frame: av.VideoFrame, analysis: FrameAnalysis, to_bgr: BgrConverter) -> av.VideoFrame:
-    """A new frame: `frame` with `analysis` drawn on it, keeping its timestamp."""
-    image = draw_analysis(to_bgr(frame), analysis)
+def annotate(
+    frame: av.VideoFrame, analysis: FrameAnalysis, to_bgr: BgrConverter, off: Limb | None = None
+) -> av.VideoFrame:
+    """A new frame: `frame` with `analysis` drawn on it (the limb `off` in red), keeping its timestamp."""
+    image = draw_analysis(to_bgr(frame), analysis, off=off)
     out = av.VideoFrame.from_ndarray(image, format="bgr24")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out

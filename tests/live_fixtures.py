@@ -11,7 +11,7 @@ import pytest
 
 from harness.clips import cut_clip, write_indexed_clip
 from stream.references import ReferenceLibrary, new_id
-from tests.live_support import INDEXED_FPS, REFERENCE_FPS, Clips, SeededLibrary
+from tests.live_support import INDEXED_FPS, LATE_FRAMES, REFERENCE_FPS, Clips, SeededLibrary
 
 if TYPE_CHECKING:
     from pose.pipeline import Models
@@ -26,6 +26,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Clips
         reference=cut_clip(sample_video, folder / "reference.mp4", 100),
         webcam=cut_clip(sample_video, folder / "webcam.mp4", 105, repeat=3, size=(640, 480)),
         indexed=write_indexed_clip(folder / "indexed.mp4", indexed),
+        late=cut_clip(sample_video, folder / "late.mp4", 100, repeat=3, size=(640, 480), late=LATE_FRAMES),
     )
 
 

@@ -19,18 +19,21 @@ from stream.references import ReferenceMeta
 
 REFERENCE_FPS = 10.0
 INDEXED_FPS = 30
+LATE_FRAMES = 3  # the late clip's delay, in frames of the 10 fps sample: 300 ms
 MEDIA_THREADS = ("video-decoder", "audio-decoder", "media-player")  # aiortc's per-connection/per-player threads
 
 
 @dataclass(frozen=True)
 class Clips:
     """short: 4 s of the sample at 10 fps; reference: its first 10 s at 10 fps; webcam: 10.5 s at 640x480 and 30 fps
-    (each sample frame shown 3 times, as a VGA webcam would); indexed: 8 s at 30 fps with the frame index burned in."""
+    (each sample frame shown 3 times, as a VGA webcam would); indexed: 8 s at 30 fps with the frame index burned in;
+    late: the reference clip as a 30 fps webcam running 0.3 s behind it (its first frame held 0.3 s longer)."""
 
     short: Path
     reference: Path
     webcam: Path
     indexed: Path
+    late: Path
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,9 @@ class SeededLibrary:
 
 def open_peer_connections() -> list[RTCPeerConnection]:
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
+    # type(), not isinstance(): the heap may hold weak proxies whose referent is gone, and isinstance() on one
+    # raises ReferenceError.
+    return [o for o in gc.get_objects() if type(o) is RTCPeerConnection and o.connectionState != "closed"]
 
 
 def media_threads() -> list[str]:

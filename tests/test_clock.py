@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -208,3 +209,37 @@ def test_session_loop_with_mailbox() -> None:
 def test_sampler_rejects_bad_arguments(fps: float, total: int) -> None:
     with pytest.raises(ValueError):
         TickSampler(fps, total)
+
+
+@pytest.mark.parametrize("rate", [Fraction(1, 2), Fraction(3, 4), Fraction(1)])
+@pytest.mark.parametrize("page_sends_rate", [True, False])
+def test_ticks_follow_media_time_at_any_rate_and_across_an_a_b_loop(rate: Fraction, page_sends_rate: bool) -> None:
+    """The dancer video plays an A-B loop (12 s to 20 s) at `rate`; the page sends the clock every 0.1 s and on
+    each loop seek. At every webcam frame (30 fps, between tick boundaries) the clock's tick is exactly the
+    tick of the media time, before and after each loop; without `rate` in the messages the server measures it,
+    which takes `RATE_MIN_SPAN_S`."""
+    fps, start, a, b = 10, Fraction(100), Fraction(12), Fraction(20)
+    loop_s = (b - a) / rate
+
+    def media(now: Fraction) -> Fraction:
+        return a + (rate * (now - start)) % (b - a)
+
+    end = start + 2 * loop_s + 3
+    ticks = [start + Fraction(i, 10) for i in range(int((end - start) * 10))]
+    loops = [start + k * loop_s for k in (1, 2)]
+    messages = sorted({*ticks, *loops})
+    frames = [start + Fraction(2 * i + 1, 60) for i in range(int((end - start) * 30))]  # never on a tick boundary
+    clock, sampler = ReferenceClock(), TickSampler(fps, 1000)
+    settled = start + (0 if page_sends_rate else Fraction(3, 2))
+    events = sorted([(t, 0) for t in messages] + [(t, 1) for t in frames])
+    checked = 0
+    for now, kind in events:
+        if kind == 0:
+            clock.update(float(media(now)), True, float(now), float(rate) if page_sends_rate else None)
+        elif now >= settled:
+            ref = clock.ref_time(float(now))
+            assert ref is not None
+            assert sampler.tick_at(ref) == math.floor(media(now) * fps), (float(now), ref, float(media(now)))
+            checked += 1
+    assert checked > 0.9 * len(frames)
+    assert clock.seeks == 2 and clock.rate == float(rate)

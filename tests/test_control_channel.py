@@ -111,5 +111,13 @@ async def test_hostile_control_messages_leave_the_video_and_the_scoring_running(
         "failed": 0,
     }
     assert 0 < len(other.scores) <= calm.session.processed
-    noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    noisy = [r for r in caplog.records if (r.levelno >= logging.ERROR or r.exc_info) and not _aiortc_flush(r)]
     assert noisy == [], [r.getMessage() for r in noisy]
+
+
+def _aiortc_flush(record: logging.LogRecord) -> bool:
+    """aiortc's own flush task for a data channel, left failing when the transport closes with data still
+    buffered ("Cannot send encrypted data, not connected"): aiortc creates the task and never awaits it, so no
+    handler of ours can catch it. Any other unretrieved task still fails the test."""
+    message = record.getMessage()
+    return "Task exception was never retrieved" in message and "RTCSctpTransport._data_channel_flush" in message

@@ -24,6 +24,8 @@ from aiohttp.test_utils import TestClient
 
 from harness.clips import cut_clip
 from harness.server import settings_for
+from pose.calibration import CALIBRATION_NAME
+from pose.moves import MOVES_NAME
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, allowed_hosts, create_app
 from stream.csvsafe import FORMULA_STARTS, NUMBER, csv_text
@@ -31,7 +33,8 @@ from stream.limits import host_name, origin_allowed
 from stream.rates import Rate, RateLimiter
 from stream.references import is_id, new_id
 from stream.sdpcheck import check_sdp
-from stream.session import SCORE_COLUMNS
+from stream.session import MOVE_TEXT_COLUMNS, SCORE_COLUMNS, SCORE_TEXT_COLUMNS
+from stream.store import DB_NAME
 from tests.live_support import Clips, SeededLibrary, eventually, open_peer_connections
 from tests.test_server import make_offer, upload_form, wait_for_job
 
@@ -444,7 +447,9 @@ async def test_hostile_file_names_never_write_outside_the_data_dir(
     names = {p.name for p in data.rglob("*") if p.is_file()}
     print(f"\n{len(HOSTILE_NAMES)} uploads with hostile names: {len(outside)} files outside the data dir, {names}")
     assert outside == [] and escaped == []
-    assert names <= {"video.mp4", "keypoints.csv", "meta.json"}  # every file is under a server-made id
+    store = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}  # the store's SQLite database, at the data dir's top
+    reference_files = {"video.mp4", "keypoints.csv", "meta.json", CALIBRATION_NAME, MOVES_NAME}
+    assert names <= {*reference_files, *store}  # every other file is under a server-made id
 
 
 DOWNLOADS = [
@@ -611,7 +616,11 @@ async def test_every_served_csv_is_safe_after_a_hostile_title(
         checked += assert_csv_safe(await served.text(), ())
         response = await client.post("/api/offer", data=offer_body(await make_offer(), created["id"]), headers=JSON)
         session = await response.json()
-        for name, text_columns in (("keypoints.csv", ()), ("scores.csv", ("worst",))):
+        for name, text_columns in (
+            ("keypoints.csv", ()),
+            ("scores.csv", SCORE_TEXT_COLUMNS),
+            ("moves.csv", MOVE_TEXT_COLUMNS),
+        ):
             served = await client.get(f"/api/sessions/{session['session']}/{name}", params={"token": session["token"]})
             checked += assert_csv_safe(await served.text(), text_columns)
         await client.app[SESSIONS].close_all()  # ended sessions keep their CSVs and free their place

@@ -28,6 +28,7 @@ from pose.types import Detections, FrameAnalysis
 from server import SESSIONS, create_app
 from stream.client import ClientResult, run_session
 from stream.live import SessionRunner
+from stream.session import MOVE_COLUMNS, SCORE_COLUMNS
 from tests.live_support import (
     INDEXED_FPS,
     Clips,
@@ -86,7 +87,7 @@ async def test_client_session_covers_the_elapsed_ticks(
     await assert_ticks_accounted(result, live_client.app[SESSIONS].get(result.session))
 
     scores = pd.read_csv(io.StringIO(result.scores_csv), keep_default_na=False)
-    assert list(scores.columns) == ["tick", "time_s", "score", "worst"]
+    assert tuple(scores.columns) == SCORE_COLUMNS
     assert scores["tick"].tolist() == ticks
     assert scores["score"].between(0, 100).all()
     assert set(scores["worst"]) <= {*PART_NAMES, ""}
@@ -101,7 +102,12 @@ async def test_client_session_covers_the_elapsed_ticks(
 async def check_export_tokens(client: Client, result: ClientResult) -> None:
     """Kept after the end, for the token only: 403 without one, 404 for a wrong one or an unknown session."""
     base = f"/api/sessions/{result.session}"
-    for name, text in (("keypoints.csv", result.keypoints_csv), ("scores.csv", result.scores_csv)):
+    exports = (
+        ("keypoints.csv", result.keypoints_csv),
+        ("scores.csv", result.scores_csv),
+        ("moves.csv", result.moves_csv),
+    )
+    for name, text in exports:
         by_query = await client.get(f"{base}/{name}", params={"token": result.token})
         assert by_query.status == 200 and await by_query.text() == text
         assert by_query.headers["Cache-Control"] == "no-store"
@@ -199,7 +205,9 @@ async def test_command_line_client_saves_video_and_csvs(
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
     assert process.returncode == 0, stderr.decode()
     assert "ticks scored" in stdout.decode()
-    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "keypoints.csv", "scores.csv", "session.json"]
+    names = ["annotated.mp4", "keypoints.csv", "moves.csv", "scores.csv", "session.json"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert tuple(pd.read_csv(out / "moves.csv").columns) == MOVE_COLUMNS
     assert tuple(pd.read_csv(out / "keypoints.csv").columns) == CSV_COLUMNS
     record = json.loads((out / "session.json").read_text())
     assert record["pose"] == record["dancer_pose"] == seeded.reference.pose and record["processed"] > 0

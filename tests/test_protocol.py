@@ -14,7 +14,10 @@ from stream.protocol import (
     Clock,
     MessageError,
     OfferError,
+    ServerMessage,
+    clock_message,
     end_message,
+    move_message,
     offer_body,
     parse_answer,
     parse_clock,
@@ -93,12 +96,34 @@ def test_the_answer_and_the_server_messages_round_trip() -> None:
     assert parse_answer(answer) == answer
     with pytest.raises(ValueError, match="token"):
         parse_answer({**answer, "token": 5})
-    stats = stats_message(3, 1, 0, 29.97, 30.0, 10.0, 0.0421)
-    assert stats["inference_ms"] == 42.1
-    for message in (score_message(4, 0.4, 71.234, "l_wrist"), stats, end_message("the page closed the channel")):
+    stats = stats_message(3, 1, 0, 29.97, 30.0, 10.0, 0.0421, 300, True)
+    assert (stats["inference_ms"], stats["latency_ms"], stats["latency_confident"]) == (42.1, 300, True)
+    score = score_message(4, 0.4, 71.234, "l_wrist", 88.456, "left_arm", 0)
+    assert (score["score"], score["raw"], score["limb"], score["move"]) == (71.23, 88.46, "left_arm", 0)
+    move = move_message(2, 2.0, 3.0, "good", 64.567, "right_leg", -120)
+    assert move == {"type": "move", "move": 2, "start": 2.0, "end": 3.0, "tier": "good", "score": 64.57,
+                    "limb": "right_leg", "offset_ms": -120}  # fmt: skip
+    unknown = (score_message(5, 0.5, 0.0, None), move_message(0, 0.0, 1.0, "miss", 0.0, None, None))
+    messages: list[ServerMessage] = [score, *unknown, move, stats, stats_message(0, 0, 0, 0.0, 0.0, 10.0, 0.0)]
+    for message in [*messages, end_message("the page closed the channel")]:
         assert parse_server_message(json.dumps(message)) == message
-    for junk in ("[", '{"type": "score", "tick": "4", "score": 1, "t": 0}', '{"type": "end"}', "null", b"\xff"):
-        assert parse_server_message(junk) is None
+    junk: list[str | bytes] = [
+        *("[", '{"type": "score", "tick": "4", "score": 1, "t": 0}', '{"type": "end"}', "null", b"\xff"),
+        json.dumps({**score, "raw": None}),
+        json.dumps({**score, "move": 1.5}),
+        json.dumps({**move, "offset_ms": "late"}),
+        json.dumps({**stats, "latency_confident": 1}),
+    ]
+    for text in junk:
+        assert parse_server_message(text) is None
+
+
+def test_a_clock_may_carry_the_playback_rate() -> None:
+    assert parse_clock(clock_message(3.5, True, 0.75)) == Clock(3.5, True, 0.75)
+    assert parse_clock(clock_message(3.5, True)).rate is None
+    for rate in (0, -1, 100, "fast", True):
+        with pytest.raises(MessageError, match="rate"):
+            parse_clock(json.dumps({"type": "clock", "t": 1, "playing": True, "rate": rate}))
 
 
 def test_importing_the_protocol_loads_no_network_stack_and_no_model_library() -> None:

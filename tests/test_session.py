@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 
 from pose.csvio import CSV_COLUMNS
+from pose.limbs import Limb
 from pose.media.video import iter_frames
+from pose.moves import Tier
 from pose.parts import NUM_PARTS, BodyPart
 from pose.pipeline import FrameAnalyzer, Models
+from pose.scorer import Latency
 from pose.types import Detections, FrameAnalysis, Poses
 from stream.live import check_offer_sdp
 from stream.protocol import OfferError
@@ -24,6 +27,7 @@ from stream.session import (
     ArrivalSmoother,
     DancerPoses,
     LiveSession,
+    MoveScore,
     RateMeter,
     TickResult,
     TickScore,
@@ -32,6 +36,14 @@ from stream.session import (
 from tests.live_support import SeededLibrary
 
 pytest_plugins = ("tests.live_fixtures",)
+
+
+class Nobody:
+    """An analyzer that finds nobody, for the scoring of an empty tick."""
+
+    def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
+        h, w = image_bgr.shape[:2]
+        return nobody(w, h)
 
 
 class NotCalled:
@@ -113,25 +125,66 @@ def test_nothing_is_sampled_before_the_first_clock_message() -> None:
 
 def test_records_become_sorted_csv_rows_and_score_messages() -> None:
     session = playing_session()
-    for tick, score, worst in ((3, 71.234, BodyPart.L_WRIST), (1, 0.0, None)):
-        result = TickResult(tick, nobody(), TickScore(tick, tick / 10, score, worst), seconds=0.1)
-        message = session.record(result, now=101.0)
-        assert message.message() == {
-            "type": "score",
-            "tick": tick,
-            "t": tick / 10,
-            "score": round(score, 2),
-            "worst": worst.key if worst else None,
-        }
+    cases = ((3, 71.234, 80.5, BodyPart.L_WRIST, Limb.LEFT_ARM, 0), (1, 0.0, 0.0, None, None, None))
+    for tick, score, raw, worst, limb, move in cases:
+        result = TickResult(tick, nobody(), TickScore(tick, tick / 10, score, raw, worst, limb, move), seconds=0.1)
+        assert session.record(result, now=101.0).messages() == [
+            {
+                "type": "score",
+                "tick": tick,
+                "t": tick / 10,
+                "score": round(score, 2),
+                "raw": raw,
+                "worst": worst.key if worst is not None else None,
+                "limb": limb.key if limb is not None else None,
+                "move": move,
+            }
+        ]
     keypoints = pd.read_csv(io.StringIO(session.keypoints_csv()))
     assert tuple(keypoints.columns) == CSV_COLUMNS
     assert keypoints["tick"].tolist() == [1, 3] and (keypoints["person"] == 0).all()
-    assert session.scores_csv() == "tick,time_s,score,worst\n1,0.1,0.00,\n3,0.3,71.23,l_wrist\n"
+    assert session.scores_csv() == (
+        "tick,time_s,score,raw,worst,limb,move\n1,0.1,0.00,0.00,,,\n3,0.3,71.23,80.50,l_wrist,left_arm,0\n"
+    )
+
+
+def test_completed_moves_become_move_messages_rows_and_tier_counts() -> None:
+    session = playing_session()
+    assert session.moves_csv() == "move,start_s,end_s,tier,score,limb,offset_ms\n"
+    latency = Latency(3, 300.0, 0.8, True)
+    first = MoveScore(1, 1.0, 2.0, Tier.GOOD, 64.0, Limb.RIGHT_LEG, 100)
+    again = MoveScore(1, 1.0, 2.0, Tier.PERFECT, 95.5, None, -200)  # the same move danced again (a loop)
+    other = MoveScore(0, 0.0, 1.0, Tier.MISS, 3.0, Limb.HEAD, None)
+    for tick, moves in ((19, (first,)), (20, (other,)), (29, (again,))):
+        score = TickScore(tick, tick / 10, 50.0)
+        messages = session.record(TickResult(tick, nobody(), score, 0.1, None, moves, latency), now=101.0).messages()
+        assert [m["type"] for m in messages] == ["score", "move"]
+    assert messages[1] == {
+        "type": "move", "move": 1, "start": 1.0, "end": 2.0, "tier": "perfect", "score": 95.5, "limb": None,
+        "offset_ms": -200,
+    }  # fmt: skip
+    assert session.moves_csv() == (
+        "move,start_s,end_s,tier,score,limb,offset_ms\n0,0,1,miss,3.00,head,\n1,1,2,perfect,95.50,,-200\n"
+    )
+    assert session.tier_counts() == {"perfect": 1, "good": 0, "ok": 0, "miss": 1}
+    assert session.latency_estimate() == (300, True)
+    stats = session.stats(now=101.0, output_fps=0.0)
+    assert (stats["latency_ms"], stats["latency_confident"]) == (300, True)
+
+
+def test_a_tick_where_nobody_was_found_scores_zero_and_counts_for_its_move() -> None:
+    """The analyzer finds nobody: the tick scores 0 with no part or limb, inside move 0 of the fixed cut."""
+    session: LiveSession[str] = LiveSession(dancer(), Nobody())
+    result = session.process(4, np.zeros((48, 64, 3), np.uint8))
+    assert (result.score.score, result.score.raw, result.score.worst, result.score.limb) == (0.0, 0.0, None, None)
+    assert result.score.move == 0 and result.moves == ()
+    done = session.process(9, np.zeros((48, 64, 3), np.uint8))  # the last tick of the first 1 s move
+    assert [(m.move, m.tier, m.score) for m in done.moves] == [(0, Tier.MISS, 0.0)]
 
 
 def test_the_annotation_expires() -> None:
     session = playing_session()
-    session.record(TickResult(0, nobody(), TickScore(0, 0.0, 0.0, None), 0.1), now=10.0)
+    session.record(TickResult(0, nobody(), TickScore(0, 0.0, 0.0), 0.1), now=10.0)
     assert session.annotation(now=10.5) is not None
     assert session.annotation(now=11.5) is None
 

@@ -44,6 +44,18 @@ export const getJob = (job) => getJSON(`/api/jobs/${part(job)}`);
 
 export const referenceVideoUrl = (id) => `/api/references/${part(id)}/video`;
 
+/** The reference's keypoint CSV (docs/csv.md), as text. */
+export const referenceKeypoints = async (id) => (await request(`/api/references/${part(id)}/keypoints.csv`)).text();
+
+/** `{"source", "moves": [{"move", "start", "end"}]}`; null from a server that does not cut moves. */
+export async function referenceMoves(id) {
+  try {
+    return await getJSON(`/api/references/${part(id)}/moves.json`);
+  } catch {
+    return null;
+  }
+}
+
 /** POST the offer body (protocol.offerBody); the parsed answer. */
 export async function postOffer(body) {
   let response;

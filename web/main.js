@@ -8,17 +8,26 @@
 //   score.js     the score tally and its words (pure)  scoreboard.js  live numbers, sparkline, spoken summary
 //   announcer.js the throttled live region          library.js    dance picker, builds, upload panel
 //   summary.js   the end-of-session <dialog>        feedback.js   status line, errors, notices
+//   skeleton.js  keypoint CSVs, limbs, colours (pure)  overlay.js  the dancer's skeleton over the dancer video
+//   coach.js     verdicts, latency, practice passes (pure)  practice.js  playback rate and the A-B loop
+//   report.js    the end-of-session report (uPlot charts, the worst moves replayed)
 //
 // A new server message gets a parser in protocol.js and a listener on the Session's event of that name.
 
-import { sessionFile } from "./api.js";
+import { referenceKeypoints, referenceMoves, referenceVideoUrl, sessionFile } from "./api.js";
+import { latencyText, limbOfScore, MoveLog, PassTracker, trendText, verdictText } from "./coach.js";
 import { UserError } from "./errors.js";
 import { Feedback } from "./feedback.js";
 import { exportFilename, failedTicksNotice } from "./format.js";
 import { Library } from "./library.js";
+import { SkeletonOverlay } from "./overlay.js";
+import { Practice } from "./practice.js";
+import { startProgress } from "./progress.js";
+import { Report } from "./report.js";
 import { sessionSummary } from "./score.js";
 import { Scoreboard } from "./scoreboard.js";
 import { Session } from "./session.js";
+import { parseKeypointsCsv } from "./skeleton.js";
 import { SummaryDialog } from "./summary.js";
 
 const $ = (id) => document.getElementById(id);
@@ -42,6 +51,41 @@ const scoreboard = new Scoreboard({
   badge: $("score-badge"),
   history: $("history"),
   live: $("live-summary"),
+  lastMove: $("last-move"),
+  latency: $("latency"),
+  passes: $("passes"),
+  verdict: $("verdict"),
+});
+const overlay = new SkeletonOverlay($("dancer"), $("dancer-overlay"));
+const passes = new PassTracker();
+const practice = new Practice(
+  {
+    video: $("dancer"),
+    rate: $("rate"),
+    setA: $("loop-a"),
+    setB: $("loop-b"),
+    clear: $("loop-clear"),
+    label: $("loop-label"),
+  },
+  {
+    onLoop: (loop) => {
+      // A loop set while dancing: the stretch just danced from A to B is its first pass.
+      passes.setLoop(loop);
+      if (session?.active) {
+        session.tally.scores.forEach((score) => passes.addScore(score));
+        moveLog.list.forEach((move) => passes.addMove(move));
+      }
+      scoreboard.showPasses(passes.loop ? trendText(passes.summary()) : "");
+    },
+  },
+);
+const report = new Report({
+  section: $("report"),
+  tiers: $("report-tiers"),
+  latency: $("report-latency"),
+  scoreChart: $("report-score-chart"),
+  limbChart: $("report-limb-chart"),
+  worst: $("report-worst"),
 });
 const library = new Library(
   {
@@ -55,7 +99,13 @@ const library = new Library(
     bar: $("upload-bar"),
     label: $("upload-label"),
   },
-  { feedback, onChange: () => render() },
+  {
+    feedback,
+    onChange: () => {
+      render();
+      loadDancerKeypoints();
+    },
+  },
 );
 const summary = new SummaryDialog(
   {
@@ -76,6 +126,26 @@ const summary = new SummaryDialog(
 );
 
 let session = null;
+let cameraAspect = 4 / 3; // the user's camera frame, from the returned video once it has a size
+let moveLog = new MoveLog();
+let dancerKeypoints = { id: null, keypoints: null };
+
+/** The selected reference's keypoints, for the dancer's skeleton (once per reference). */
+async function loadDancerKeypoints() {
+  const ref = library.selected;
+  if (!ref || dancerKeypoints.id === ref.id) return;
+  dancerKeypoints = { id: ref.id, keypoints: null };
+  overlay.setKeypoints(null);
+  try {
+    const parsed = parseKeypointsCsv(await referenceKeypoints(ref.id));
+    const keypoints = { poses: parsed.poses, fps: ref.fps || parsed.fps };
+    if (dancerKeypoints.id !== ref.id) return;
+    dancerKeypoints.keypoints = keypoints;
+    overlay.setKeypoints(keypoints);
+  } catch (error) {
+    console.warn("the dancer's skeleton is not drawn:", error);
+  }
+}
 
 /** "idle" | "connecting" | "dancing" | "stopping" | "finished" (a session that never got an id ends idle). */
 function pageState() {
@@ -104,6 +174,10 @@ async function start() {
   feedback.notice([]);
   scoreboard.reset();
   summary.hide();
+  report.clear();
+  moveLog = new MoveLog();
+  passes.setLoop(practice.loop);
+  overlay.setOff(null);
   follow(current);
   try {
     await current.start();
@@ -119,12 +193,31 @@ function follow(current) {
   current.addEventListener("status", mine((text) => feedback.status(text)));
   current.addEventListener("warnings", mine((lines) => feedback.notice(lines)));
   current.addEventListener("track", mine(showReturnedVideo));
-  current.addEventListener("score", mine(() => scoreboard.showScore(current)));
+  current.addEventListener(
+    "score",
+    mine((score) => {
+      moveLog.addScore(score);
+      passes.addScore(score);
+      overlay.setOff(limbOfScore(score));
+      scoreboard.showScore(current);
+      if (passes.loop) scoreboard.showPasses(trendText(passes.summary()));
+    }),
+  );
+  current.addEventListener(
+    "move",
+    mine((move) => {
+      moveLog.addMove(move);
+      passes.addMove(move);
+      scoreboard.showVerdict(verdictText(move), move.tier);
+      if (passes.loop) scoreboard.showPasses(trendText(passes.summary()));
+    }),
+  );
   current.addEventListener("fps", mine((fps) => scoreboard.showFps(fps)));
   current.addEventListener(
     "stats",
     mine((stats) => {
       scoreboard.showTicks(current);
+      scoreboard.showLatency(latencyText(stats));
       feedback.notice([...current.warnings, ...failedTicksNotice(stats.errors)]);
     }),
   );
@@ -145,9 +238,32 @@ function ended(current, failed, reason) {
   }
   const figures = sessionSummary(current.tally, current.stats, current.endTime, current.reference.fps);
   summary.show(figures, { pose: current.pose, reason });
+  showReport(current).catch((error) => console.warn("the report could not be drawn:", error));
   if (failed) feedback.status("The session ended early.");
   else if (reason) feedback.status(`The server ended the session: ${reason}`);
   else feedback.status("Session over. Download your CSVs or dance again.");
+}
+
+/** The report under the summary: the session's scores and verdicts, the reference's moves, both skeletons. */
+async function showReport(current) {
+  const ref = current.reference;
+  const [cut, user] = await Promise.all([
+    referenceMoves(ref.id),
+    sessionFile(current.id, current.token, "keypoints.csv")
+      .then(async (blob) => parseKeypointsCsv(await blob.text()))
+      .catch(() => null),
+  ]);
+  if (session !== current) return;
+  await report.show({
+    scores: current.tally.scores,
+    moveLog,
+    boundaries: Array.isArray(cut?.moves) ? cut.moves : [],
+    stats: current.stats,
+    dancer: dancerKeypoints.id === ref.id ? dancerKeypoints.keypoints : null,
+    user,
+    videoUrl: referenceVideoUrl(ref.id),
+    cameraAspect,
+  });
 }
 
 function showReturnedVideo(stream) {
@@ -161,6 +277,7 @@ function showReturnedVideo(stream) {
 function freezeReturnedVideo() {
   const video = you.video;
   if (!video.videoWidth) return;
+  cameraAspect = video.videoWidth / video.videoHeight;
   const canvas = Object.assign(document.createElement("canvas"), {
     width: video.videoWidth,
     height: video.videoHeight,
@@ -186,6 +303,7 @@ controls.start.addEventListener("click", start);
 controls.stop.addEventListener("click", () => session?.stop());
 scoreboard.reset();
 render();
+startProgress();
 library.load().catch((error) => {
   feedback.status("Offline.");
   feedback.error(error);

@@ -1,18 +1,23 @@
 // The wire messages as the page builds and reads them, one function each; the server's side is
 // stream/protocol.py and both follow docs/api.md. Pure: no DOM, no network, so node --test runs it.
 //
-//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?}
+//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?, "profile"?}
 //                     server → page  {"sdp", "type": "answer", "session", "token", "pose", "warnings"}
 //   `control` channel page → server  {"type": "clock", "t": dancer media time (s), "playing": bool}
-//                     server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part | null}
+//                     server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part | null,
+//                                     "raw"?: 0..100, "limb"?: limb | null, "move"?: int | null}
+//                                    {"type": "move", "move", "start", "end", "tier", "score", "limb", "offset_ms"}
 //                                    {"type": "stats", "processed", "skipped", "errors", "fps", "webcam_fps",
-//                                     "tick_fps", "inference_ms"}
+//                                     "tick_fps", "inference_ms", "latency_ms"?, "latency_confident"?}
 //                                    {"type": "end", "reason": a sentence for the user}, then the channel closes
 //
 // Parsers return null for anything that is not a well-formed message of a known type, so a newer server's
 // additions are ignored rather than misread.
 
 export const CONTROL_LABEL = "control";
+
+/** A move's tiers, best first. */
+export const TIERS = ["perfect", "good", "ok", "miss"];
 
 /** Longest `reason` shown from an end message; the rest is cut (the server's sentences are short). */
 export const MAX_REASON_LENGTH = 300;
@@ -23,11 +28,13 @@ export function clockMessage(t, playing) {
   return { type: "clock", t: Math.round(time * 1000) / 1000, playing: Boolean(playing) };
 }
 
-/** The `POST /api/offer` body; fps and pose are left out unless given (the server then uses the reference's). */
-export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null }) {
+/** The `POST /api/offer` body; fps and pose are left out unless given (the server then uses the reference's);
+ * `profile` is the browser's anonymous profile token (progress.js), left out when null. */
+export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null, profile = null }) {
   const body = { sdp, type: "offer", reference, mirror: Boolean(mirror) };
   if (fps !== null) body.fps = fps;
   if (pose !== null) body.pose = pose;
+  if (profile !== null) body.profile = profile;
   return body;
 }
 
@@ -62,8 +69,18 @@ const PARSERS = {
   score(m) {
     if (!isCount(m.tick) || !isFiniteNumber(m.t) || !isFiniteNumber(m.score)) return null;
     if (m.worst !== null && m.worst !== undefined && typeof m.worst !== "string") return null;
-    const score = Math.min(Math.max(m.score, 0), 100);
-    return { type: "score", tick: m.tick, t: m.t, score, worst: m.worst || null };
+    const score = clamp(m.score);
+    const raw = isFiniteNumber(m.raw) ? clamp(m.raw) : null;
+    const limb = typeof m.limb === "string" && m.limb ? m.limb : null;
+    const move = isCount(m.move) ? m.move : null;
+    return { type: "score", tick: m.tick, t: m.t, score, worst: m.worst || null, raw, limb, move };
+  },
+  move(m) {
+    if (!isCount(m.move) || !isFiniteNumber(m.start) || !isFiniteNumber(m.end) || !isFiniteNumber(m.score)) return null;
+    if (!TIERS.includes(m.tier)) return null;
+    const limb = typeof m.limb === "string" && m.limb ? m.limb : null;
+    const offset = isFiniteNumber(m.offset_ms) ? m.offset_ms : null;
+    return { type: "move", move: m.move, start: m.start, end: m.end, tier: m.tier, score: clamp(m.score), limb, offset_ms: offset };
   },
   stats(m) {
     const counts = ["processed", "skipped", "errors"];
@@ -72,6 +89,8 @@ const PARSERS = {
     const stats = { type: "stats" };
     for (const key of counts) stats[key] = m[key] ?? 0;
     for (const key of rates) stats[key] = isFiniteNumber(m[key]) ? m[key] : null;
+    stats.latency_ms = isFiniteNumber(m.latency_ms) ? m.latency_ms : null;
+    stats.latency_confident = m.latency_confident === true && stats.latency_ms !== null;
     return stats;
   },
   end(m) {
@@ -102,4 +121,5 @@ export class ProtocolError extends Error {}
 
 const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
 const isFiniteNumber = (value) => typeof value === "number" && Number.isFinite(value);
+const clamp = (value) => Math.min(Math.max(value, 0), 100);
 const isCount = (value) => Number.isSafeInteger(value) && value >= 0;

@@ -18,18 +18,46 @@ import {
 /** Scores the sparkline holds. */
 export const HISTORY_LENGTH = 120;
 
+/** How long a move's verdict stays on the returned video. */
+export const VERDICT_SHOWN_MS = 1500;
+
 export class Scoreboard {
-  constructor({ score, average, worst, fps, ticks, badge, history, live }) {
-    Object.assign(this, { score, average, worst, fps, ticks, badge, history });
+  constructor({ score, average, worst, fps, ticks, badge, history, live, lastMove, latency, passes, verdict }) {
+    Object.assign(this, { score, average, worst, fps, ticks, badge, history, lastMove, latency, passes, verdict });
     this.announcer = new Announcer(live);
+    this.verdictText = null; // the last move's verdict, spoken with the score summary
+    this.verdictTimer = null;
   }
 
   reset() {
     for (const element of [this.score, this.average, this.badge]) setScore(element, NaN);
-    for (const element of [this.worst, this.fps, this.ticks]) element.textContent = "–";
+    for (const element of [this.worst, this.fps, this.ticks, this.lastMove, this.latency]) element.textContent = "–";
+    this.passes.textContent = "";
     this.badge.hidden = true;
+    this.verdict.hidden = true;
+    this.verdictText = null;
     this.announcer.clear();
     this.#draw([]);
+  }
+
+  /** A move's verdict (coach.verdictText) and its tier: flashed on the returned video, kept under it, spoken. */
+  showVerdict(text, tier) {
+    this.verdictText = text;
+    this.lastMove.textContent = text;
+    this.verdict.textContent = text;
+    this.verdict.dataset.tier = tier;
+    this.verdict.hidden = false;
+    clearTimeout(this.verdictTimer);
+    this.verdictTimer = setTimeout(() => (this.verdict.hidden = true), VERDICT_SHOWN_MS);
+  }
+
+  showLatency(text) {
+    if (text) this.latency.textContent = text;
+  }
+
+  /** The practice loop's passes (coach.trendText); nothing without a loop. */
+  showPasses(text) {
+    this.passes.textContent = text;
   }
 
   /** After each score message of the session. */
@@ -43,7 +71,8 @@ export class Scoreboard {
     this.worst.textContent = last.worst ? partName(last.worst) : "–";
     this.showTicks(session);
     this.#draw(tally.recent(HISTORY_LENGTH));
-    this.announcer.say(liveSummaryText(tally));
+    const verdict = this.verdictText ? ` Last move: ${this.verdictText}.` : "";
+    this.announcer.say(liveSummaryText(tally) + verdict);
   }
 
   showTicks(session) {
@@ -57,6 +86,7 @@ export class Scoreboard {
   /** The session is over: the badge goes, the numbers stay. */
   finish() {
     this.badge.hidden = true;
+    this.verdict.hidden = true;
   }
 
   #draw(scores) {

@@ -12,6 +12,7 @@
 import { postOffer } from "./api.js";
 import { attachClock } from "./clock.js";
 import { Cancelled, UserError } from "./errors.js";
+import { profileToken } from "./progress.js";
 import { CONTROL_LABEL, clockMessage, offerBody, parseControlMessage } from "./protocol.js";
 import { ScoreTally } from "./score.js";
 
@@ -135,7 +136,8 @@ export class Session extends EventTarget {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc);
     const { sdp } = pc.localDescription;
-    const answer = await postOffer(offerBody({ sdp, reference: this.reference.id, mirror: this.mirror }));
+    const offer = { sdp, reference: this.reference.id, mirror: this.mirror, profile: profileToken() };
+    const answer = await postOffer(offerBody(offer));
     this.#checkActive();
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
     this.id = answer.session;

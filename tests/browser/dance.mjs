@@ -6,6 +6,8 @@
 //                  [--scenario dance|camera-denied|no-camera] [--chromium /usr/bin/chromium]
 //   node dance.mjs --url URL --reference ID --out DIR --browser firefox [--ice default|host] [--firefox PATH]
 //   node dance.mjs --url URL --out DIR --scenario upload --upload-file CLIP.mp4 --bad-file NOT-A-VIDEO [--browser ...]
+//   node dance.mjs --url URL --reference ID --clip CLIP.y4m --out DIR --scenario coach   (Chromium: the coaching
+//        page: the dancer's skeleton overlay, practice speed, an A-B loop, the end-of-session report)
 //
 // Firefox's --ice: "default" keeps its ICE privacy (host addresses hidden behind mDNS .local names, with
 // a=end-of-candidates); "host" shows real host addresses, as Firefox does for a page that is capturing from a real
@@ -357,6 +359,127 @@ async function dance(page, result) {
   result.afterDownloads = await readPage(page);
 }
 
+/** Pixels of the dancer's overlay canvas that are drawn (alpha > 0), and its size. */
+function overlayPixels(page) {
+  return page.evaluate(() => {
+    const canvas = document.getElementById("dancer-overlay");
+    if (!canvas.width || !canvas.height) return { width: canvas.width, height: canvas.height, drawn: 0, red: 0 };
+    const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+    let drawn = 0;
+    let red = 0;
+    for (let i = 3; i < data.length; i += 4) {
+      if (data[i] === 0) continue;
+      drawn += 1;
+      if (data[i - 3] === 0xff && data[i - 2] === 0x2d && data[i - 1] === 0x2d) red += 1;
+    }
+    return { width: canvas.width, height: canvas.height, drawn, red };
+  });
+}
+
+const coachText = (page) =>
+  page.evaluate(() => {
+    const text = (id) => document.getElementById(id)?.textContent.trim() ?? null;
+    const dancer = document.getElementById("dancer");
+    return {
+      lastMove: text("last-move"),
+      latency: text("latency"),
+      passes: text("passes"),
+      loop: text("loop-label"),
+      rate: dancer.playbackRate,
+      dancerTime: dancer.currentTime,
+    };
+  });
+
+/** The coaching page in Chromium: the dancer's skeleton before and while dancing, 0.75x, an A-B loop danced
+ * twice, then the report (charts, tier counts, latency, the worst moves). A screenshot at each step. */
+async function coach(page, result) {
+  result.dancer = await pickReference(page, opts.reference);
+  await page.waitForFunction(() => document.getElementById("dancer").readyState >= 2, null, { timeout: 30_000 });
+  await page.waitForTimeout(1500); // the keypoint CSV
+  result.overlayReady = await overlayPixels(page);
+  await page.screenshot({ path: join(opts.out, "coach-ready.png") });
+
+  await page.selectOption("#rate", "0.75");
+  await page.click("#start");
+  await page.waitForFunction(() => document.body.dataset.state !== "connecting", null, { timeout: 60_000 });
+  if ((await readPage(page)).state !== "dancing") throw new Error(`session did not start: ${await readPage(page)}`);
+  result.rateWhileDancing = await page.evaluate(() => document.getElementById("dancer").playbackRate);
+  await page.waitForTimeout(3000);
+  result.overlayDancing = await overlayPixels(page);
+  result.verdict = null;
+  await page.screenshot({ path: join(opts.out, "coach-dancing.png") });
+
+  await page.click("#loop-a");
+  await page.waitForTimeout(3000); // the reference must outlast this at 0.75x: the loop keeps it from ending
+  await page.click("#loop-b");
+  result.loopSet = await coachText(page);
+  const deadline = Date.now() + 40_000;
+  result.coachSamples = [];
+  for (;;) {
+    await page.waitForTimeout(1000);
+    const sample = await coachText(page);
+    result.coachSamples.push(sample);
+    // a move's verdict on the returned video, from a server that judges moves (an older one sends none)
+    const verdict = await page.evaluate(() => {
+      const element = document.getElementById("verdict");
+      return element.hidden ? null : element.textContent;
+    });
+    if (verdict && !result.verdict) {
+      result.verdict = verdict;
+      await page.screenshot({ path: join(opts.out, "coach-verdict.png") });
+    }
+    log("coach", JSON.stringify(sample));
+    if ((sample.passes.match(/Pass \d+/g) ?? []).length >= 3 || Date.now() > deadline) break;
+  }
+  await page.screenshot({ path: join(opts.out, "coach-loop.png") });
+  result.coach = await coachText(page);
+
+  await page.click("#stop");
+  await page.waitForSelector("#summary:not([hidden])", { timeout: 30_000 });
+  await page.waitForSelector("#report-score-chart .uplot canvas", { timeout: 30_000 });
+  await page.waitForTimeout(1500); // the worst moves' stills
+  result.clock = await clockReport(page);
+  result.loop = await page.evaluate(() => {
+    const { a, b } = document.getElementById("loop-label").dataset;
+    // clock messages that went back by more than half a second: the loop's seeks to A
+    const clocks = window.__controlSent.map(([, data]) => JSON.parse(data)).filter((m) => m.type === "clock");
+    const jumps = [];
+    clocks.slice(1).forEach((m, i) => {
+      if (m.t < clocks[i].t - 0.5) jumps.push({ from: clocks[i].t, to: m.t });
+    });
+    return { a: Number(a), b: Number(b), jumps };
+  });
+  result.report = await page.evaluate(() => {
+    const text = (id) => document.getElementById(id).textContent.trim();
+    const drawn = (canvas) => {
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      let count = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i] + data[i + 1] + data[i + 2] > 60) count += 1;
+      return count;
+    };
+    return {
+      hidden: document.getElementById("report").hidden,
+      tiers: text("report-tiers"),
+      latency: text("report-latency"),
+      scoreCharts: document.querySelectorAll("#report-score-chart .uplot canvas").length,
+      limbCharts: document.querySelectorAll("#report-limb-chart .uplot canvas").length,
+      worst: [...document.querySelectorAll("#report-worst li")].map((li) => ({
+        title: li.querySelector("p").textContent,
+        lit: drawn(li.querySelector("canvas")),
+      })),
+    };
+  });
+  await page.screenshot({ path: join(opts.out, "coach-report.png") });
+  await page.evaluate(() => document.getElementById("report-worst").scrollIntoView());
+  await page.screenshot({ path: join(opts.out, "coach-report-worst.png") });
+  if (result.report.worst.length) {
+    await page.click("#report-worst li:first-child button");
+    await page.waitForTimeout(800); // part way through the move
+    await page.locator("#report-worst li:first-child").screenshot({ path: join(opts.out, "coach-replay.png") });
+  }
+  log("report", JSON.stringify(result.report));
+}
+
 /** Start without a usable camera: the page must say why, in words, and be ready to try again. */
 async function cameraProblem(page, result) {
   await pickReference(page, opts.reference);
@@ -413,6 +536,7 @@ async function main() {
     result.title = await page.title();
     if (opts.scenario === "dance") await dance(page, result);
     else if (opts.scenario === "upload") await upload(page, result);
+    else if (opts.scenario === "coach") await coach(page, result);
     else await cameraProblem(page, result);
   } catch (error) {
     result.failure = String(error?.stack ?? error);

@@ -100,3 +100,42 @@ test("cadence: an event message restarts the schedule; a long stall starts afres
 test("the first message is due at once", () => {
   assert.equal(new MediaClock().delay(123), 0);
 });
+
+// Practice at a slower rate: the frames on screen advance at `rate` media seconds per wall second; the clock's
+// messages must carry the media time of the frame on screen, so the server's tick (floor(t * fps)) is the
+// dancer's tick at any rate.
+for (const rate of [0.5, 0.75]) {
+  test(`at rate ${rate} every message's t is the media time on screen, so ticks stay exact`, () => {
+    const clock = new MediaClock();
+    const fps = 10;
+    const frame = 1 / 25; // a 25 fps dancer video
+    const ticks = [];
+    clock.message(playing(0, 0, { rate }), { event: true }); // t is rounded to the ms on the wire
+    for (let wall = 0; wall <= 8000; wall += CLOCK_INTERVAL_MS) {
+      const media = (wall / 1000) * rate; // where playback is at this wall time
+      const shown = Math.floor(media / frame + 1e-9) * frame; // the frame on screen
+      clock.frameShown(shown, (shown / rate) * 1000);
+      const message = clock.message(playing(shown, wall, { rate }));
+      assert.ok(Math.abs(message.t - media) <= 0.0005 + 1e-9, `t ${message.t} at media time ${media}`);
+      ticks.push(Math.floor(message.t * fps + 1e-6));
+    }
+    const expected = [...new Set(ticks)];
+    assert.deepEqual(expected, Array.from({ length: Math.floor(8 * rate * fps) + 1 }, (_, k) => k));
+  });
+}
+
+test("an A-B loop at rate 0.75: on reaching B the seek to A is sent at once as A, a jump back", () => {
+  const clock = new MediaClock();
+  const rate = 0.75;
+  const [a, b] = [2.0, 3.0];
+  clock.frameShown(b, 10_000);
+  const atB = clock.message(playing(b, 10_000, { rate }));
+  assert.equal(atB.t, b);
+  clock.seeking(); // the page sets currentTime = A
+  const jump = clock.message(playing(a, 10_010, { rate }), { event: true }); // sent on "seeked"
+  assert.deepEqual(jump, { type: "clock", t: a, playing: true });
+  assert.equal(clock.delay(10_010), CLOCK_INTERVAL_MS);
+  clock.frameShown(a, 10_020);
+  const after = clock.message(playing(a, 10_020 + 400, { rate }));
+  assert.equal(after.t, a + 0.3); // 400 ms at 0.75x: 0.3 media seconds, not 0.4
+});

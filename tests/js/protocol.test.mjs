@@ -58,11 +58,33 @@ test("answers: what a session needs, warnings only as strings", () => {
   for (const body of bad) assert.throws(() => parseAnswer(body), ProtocolError);
 });
 
-test("score messages are typed; the score is kept within 0..100", () => {
+test("score messages are typed; the score is kept within 0..100; the newer fields are optional", () => {
   const text = JSON.stringify({ type: "score", tick: 12, t: 1.2, score: 87.5, worst: "l_wrist" });
-  assert.deepEqual(parseControlMessage(text), { type: "score", tick: 12, t: 1.2, score: 87.5, worst: "l_wrist" });
+  const old = { type: "score", tick: 12, t: 1.2, score: 87.5, worst: "l_wrist", raw: null, limb: null, move: null };
+  assert.deepEqual(parseControlMessage(text), old);
   const none = parseControlMessage('{"type":"score","tick":0,"t":0,"score":101,"worst":null}');
-  assert.deepEqual(none, { type: "score", tick: 0, t: 0, score: 100, worst: null });
+  assert.deepEqual(none, { type: "score", tick: 0, t: 0, score: 100, worst: null, raw: null, limb: null, move: null });
+  const full = { type: "score", tick: 3, t: 0.3, score: 40, raw: 120, worst: "r_knee", limb: "right_leg", move: 2 };
+  assert.deepEqual(parseControlMessage(JSON.stringify(full)), { ...full, raw: 100 });
+});
+
+test("move messages: the verdict of one move; a malformed one is null", () => {
+  const move = { type: "move", move: 4, start: 2.5, end: 3.1, tier: "good", score: 71.5, limb: "left_arm", offset_ms: 120 };
+  assert.deepEqual(parseControlMessage(JSON.stringify(move)), move);
+  const bare = parseControlMessage('{"type":"move","move":0,"start":0,"end":1,"tier":"miss","score":3}');
+  assert.deepEqual(bare, { type: "move", move: 0, start: 0, end: 1, tier: "miss", score: 3, limb: null, offset_ms: null });
+  assert.equal(parseControlMessage('{"type":"move","move":0,"start":0,"end":1,"tier":"super","score":3}'), null);
+  assert.equal(parseControlMessage('{"type":"move","move":-1,"start":0,"end":1,"tier":"ok","score":3}'), null);
+});
+
+test("stats messages: the latency only counts as confident when the server says so and gives one", () => {
+  const confident = parseControlMessage('{"type":"stats","processed":1,"latency_ms":180,"latency_confident":true}');
+  assert.equal(confident.latency_ms, 180);
+  assert.equal(confident.latency_confident, true);
+  const unsure = parseControlMessage('{"type":"stats","processed":1,"latency_ms":180,"latency_confident":false}');
+  assert.equal(unsure.latency_confident, false);
+  const missing = parseControlMessage('{"type":"stats","processed":1,"latency_ms":null,"latency_confident":true}');
+  assert.deepEqual([missing.latency_ms, missing.latency_confident], [null, false]);
 });
 
 test("stats messages: counts required to be counts, rates null when missing", () => {
@@ -76,6 +98,8 @@ test("stats messages: counts required to be counts, rates null when missing", ()
     webcam_fps: null,
     tick_fps: 10,
     inference_ms: null,
+    latency_ms: null,
+    latency_confident: false,
   });
   assert.equal(parseControlMessage('{"type":"stats","processed":-1}'), null);
   assert.equal(parseControlMessage('{"type":"stats","skipped":"2"}'), null);

@@ -1,0 +1,165 @@
+"""The dancing score through the live path: the real server in-process, the Python client over WebRTC, real
+models, real footage. Score messages carry the calibrated and raw score, limb and move; completed moves arrive
+as `move` messages and in moves.csv; the user's latency is estimated from reference ticks. Also: a reference
+build writes its calibration and its moves, and references without them get them from a background job."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from harness.server import settings_for
+from pose.calibration import CALIBRATION_NAME, read_calibration
+from pose.csvio import main_dancer_arrays, read_keypoints_csv
+from pose.judge import Judge, score_keypoints
+from pose.limbs import Limb
+from pose.moves import MOVES_NAME, Tier, fixed_moves, read_moves
+from pose.parts import PART_NAMES
+from pose.pipeline import ModelCatalog, Models
+from server import SESSIONS, create_app
+from stream.client import run_session
+from stream.references import ReferenceJobs, ReferenceLibrary, new_id
+from stream.session import MOVE_COLUMNS, SCORE_COLUMNS
+from tests.live_support import LATE_FRAMES, REFERENCE_FPS, Clips, SeededLibrary, assert_ticks_accounted, eventually
+
+pytest_plugins = ("tests.live_fixtures",)
+
+Client = TestClient[web.Request, web.Application]
+TIERS = {t.value for t in Tier}
+LIMBS = {limb.key for limb in Limb}
+
+
+@pytest.fixture
+async def live_client(aiohttp_client: Any, seeded: SeededLibrary, models: Models) -> Client:
+    client: Client = await aiohttp_client(create_app(settings_for(seeded.data_dir), models))
+    return client
+
+
+def completed_moves(scores: pd.DataFrame, cut: list[dict[str, Any]], fps: float) -> list[int]:
+    """The moves a session must have given a verdict: those with a scored tick, once a tick at or after their
+    last tick was scored (the scorer's rule)."""
+    last = int(scores["tick"].max())
+    danced = {int(m) for m in scores["move"] if m != ""}
+    return sorted(m["move"] for m in cut if m["move"] in danced and round(m["end"] * fps) - 1 <= last)
+
+
+async def test_a_live_session_gives_scores_moves_and_a_latency(
+    live_client: Client, seeded: SeededLibrary, clips: Clips, tmp_path: Path
+) -> None:
+    meta = seeded.reference
+    cut = await (await live_client.get(f"/api/references/{meta.id}/moves.json")).json()
+    assert cut["source"] == "fixed"  # the clip has no sound
+    assert [(m["move"], m["start"], m["end"]) for m in cut["moves"]] == [(i, i, i + 1.0) for i in range(10)]
+
+    result = await run_session(str(live_client.make_url("")), clips.webcam, meta.id, seconds=10, fps=5)
+    runner = live_client.app[SESSIONS].get(result.session)
+    await assert_ticks_accounted(result, runner)
+    assert runner is not None
+
+    scores = pd.read_csv(io.StringIO(result.scores_csv), keep_default_na=False, dtype={"move": str})
+    assert tuple(scores.columns) == SCORE_COLUMNS
+    assert scores["score"].between(0, 100).all() and scores["raw"].between(0, 100).all()
+    assert set(scores["worst"]) <= {*PART_NAMES, ""} and set(scores["limb"]) <= {*LIMBS, ""}
+    assert scores["move"].tolist() == [str(t // 10) for t in scores["tick"]]  # 1 s moves of 10 ticks
+    for message in result.scores:
+        assert set(message) == {"type", "tick", "t", "score", "raw", "worst", "limb", "move"}
+        assert message["move"] == message["tick"] // 10
+
+    moves = pd.read_csv(io.StringIO(result.moves_csv), keep_default_na=False)
+    assert tuple(moves.columns) == MOVE_COLUMNS
+    assert moves["move"].tolist() == completed_moves(scores, cut["moves"], meta.fps)
+    assert len(moves) >= 1 and set(moves["tier"]) <= TIERS and set(moves["limb"]) <= {*LIMBS, ""}
+    assert (moves["end_s"] - moves["start_s"]).tolist() == [1.0] * len(moves)
+    by_move = {int(row["move"]): row for _, row in moves.iterrows()}
+    assert result.moves, "no move message arrived"
+    for message in result.moves:  # each verdict as it happened; the CSV keeps the same verdict
+        row = by_move[message["move"]]
+        assert (message["tier"], message["score"]) == (row["tier"], round(float(row["score"]), 2))
+        assert message["offset_ms"] is None or isinstance(message["offset_ms"], int)
+    assert any(m["offset_ms"] is not None and m["tier"] in TIERS for m in result.moves)
+
+    record = result.metadata
+    assert sum(record["tiers"].values()) == len(moves) and set(record["tiers"]) == TIERS
+    assert isinstance(record["latency_ms"], int) and isinstance(record["latency_confident"], bool)
+    assert result.stats is not None and "latency_ms" in result.stats and "latency_confident" in result.stats
+    print(f"\nmean score {scores['score'].mean():.1f} (raw {scores['raw'].mean():.1f}), record {record}")
+
+    # The same code scores offline: the session's own keypoints CSV, through a fresh Judge, gives its scores
+    # (up to the CSV's 4-decimal rounding of the keypoints).
+    folder = seeded.data_dir / "references" / meta.id
+    _, dxy, dconf = main_dancer_arrays(read_keypoints_csv(folder / "keypoints.csv"))
+    chance = read_calibration(folder / CALIBRATION_NAME, meta.ticks)
+    judge = Judge(dxy, dconf, meta.width / meta.height, meta.fps, chance, read_moves(folder / MOVES_NAME, meta.ticks))
+    (tmp_path / "user.csv").write_text(result.keypoints_csv)
+    ticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(tmp_path / "user.csv"))
+    offline = score_keypoints(judge, ticks, meta.fps, uxy, uconf, 640 / 480)
+    assert [v.tick for v in offline] == scores["tick"].tolist()
+    # Calibration stretches a raw difference by 1 / (1 - chance), about 10x on this footage, so the rounding shows
+    # more in the calibrated score than in the raw one.
+    assert np.abs(np.array([v.raw for v in offline]) - scores["raw"].to_numpy()).max() < 1.0
+    assert np.abs(np.array([v.score for v in offline]) - scores["score"].to_numpy()).max() < 5.0
+
+
+async def test_a_webcam_300_ms_late_is_measured_through_the_live_path(
+    live_client: Client, seeded: SeededLibrary, clips: Clips
+) -> None:
+    """The reference's own footage as the webcam, on time and then 0.3 s late: the two final records' latencies
+    (worked out from reference ticks, so independent of the machine's load) differ by 300 ms within one tick
+    (100 ms). The difference, not the late run alone, is what is exact: the live path itself puts the webcam a
+    little behind the clock (video is encoded, sent and decoded; clock messages are not)."""
+
+    async def latency(clip: Path) -> int:
+        result = await run_session(str(live_client.make_url("")), clip, seeded.reference.id, seconds=10, fps=10)
+        runner = live_client.app[SESSIONS].get(result.session)
+        assert runner is not None
+        await eventually(lambda: not runner.live, what="the session to end")
+        record = runner.metadata()
+        print(f"\n{clip.name}: processed {record['processed']}, latency {record['latency_ms']} ms")
+        assert record["latency_ms"] is not None and result.metadata["latency_ms"] == record["latency_ms"]
+        return int(record["latency_ms"])
+
+    on_time, late = await latency(clips.webcam), await latency(clips.late)
+    assert abs((late - on_time) - 1000 * LATE_FRAMES / REFERENCE_FPS) <= 1000 / REFERENCE_FPS
+
+
+def test_a_reference_build_writes_its_calibration_and_moves(tmp_path: Path, clips: Clips, models: Models) -> None:
+    library = ReferenceLibrary(tmp_path / "references")
+    meta = library.build(new_id(), clips.short, "short", REFERENCE_FPS, models)
+    folder = tmp_path / "references" / meta.id
+    chance = read_calibration(folder / CALIBRATION_NAME, meta.ticks)  # ticks 0..K-1 and values in [0, 1] checked
+    assert meta.ticks == 40 and len(chance) == 40 and np.isfinite(chance).any()
+    assert read_moves(folder / MOVES_NAME, meta.ticks) == fixed_moves(40, REFERENCE_FPS)  # no sound: fixed 1 s
+    assert library.moves_json(meta)["source"] == "fixed" and len(library.moves_json(meta)["moves"]) == 4
+    assert library.unscored() == []
+
+
+async def test_references_built_before_scoring_existed_get_it_in_the_background(
+    tmp_path: Path, seeded: SeededLibrary, models: Models
+) -> None:
+    """A copy of the seeded reference without its calibration and moves: scored as fixed moves against a chance
+    of 0 meanwhile, then the background job writes both, the same as a build does."""
+    source = seeded.data_dir / "references" / seeded.reference.id
+    library = ReferenceLibrary(tmp_path / "references")
+    shutil.copytree(source, library.root / seeded.reference.id)
+    for name in (CALIBRATION_NAME, MOVES_NAME):
+        (library.root / seeded.reference.id / name).unlink()
+    assert [m.id for m in library.unscored()] == [seeded.reference.id]
+    assert library.scoring(seeded.reference) == (None, None)
+    jobs = ReferenceJobs(library, ModelCatalog(models), concurrent.futures.ThreadPoolExecutor(1))
+    task = jobs.backfill()
+    assert task is not None
+    await asyncio.wait_for(task, timeout=300)
+    assert jobs.scored == [seeded.reference.id] and library.unscored() == []
+    for name in (CALIBRATION_NAME, MOVES_NAME):
+        assert (library.root / seeded.reference.id / name).read_text() == (source / name).read_text()
+    jobs.executor.shutdown()
