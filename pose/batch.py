@@ -29,6 +29,9 @@ from pose.pipeline import DETECT_INTERVAL_S, Models, TickWriter, analyze_ticks, 
 from pose.types import FrameAnalysis
 
 RANGE_S = 10.0  # default range length in seconds of video: short enough to spread one video over the workers
+MIN_RANGE_S = 1.0  # shorter ranges spend more on decoding from the keyframe before them than they spread
+CHECK_INTERVAL_S = 0.5  # how often a runner waiting for results calls its `checkpoint`
+Checkpoint = Callable[[], None]  # called while waiting for workers; raises to stop the run
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,19 @@ def write_joined(out_csv: Path, fps: float, results: Iterable[RangeResult]) -> i
     return writer.next_tick
 
 
+def range_seconds(duration_s: float, workers: int) -> float:
+    """A range length that gives each of `workers` about two ranges of a video of `duration_s` (between
+    MIN_RANGE_S and RANGE_S): one video, such as a reference being built, then keeps every worker busy."""
+    return max(MIN_RANGE_S, min(RANGE_S, duration_s / (2 * max(1, workers))))
+
+
 class Runner(Protocol):
-    """Runs range tasks on its workers; results come back as they finish (any order)."""
+    """Runs range tasks on its workers; results come back as they finish (any order). While waiting it calls
+    `checkpoint` (if given) every CHECK_INTERVAL_S; what that raises ends the run (and the workers' tasks)."""
 
     workers: int
 
-    def run(self, tasks: list[RangeTask]) -> Iterator[RangeResult]: ...
+    def run(self, tasks: list[RangeTask], checkpoint: Checkpoint | None = None) -> Iterator[RangeResult]: ...
 
     def close(self) -> None: ...
 
@@ -145,11 +155,15 @@ class LocalPool:
             workers, multiprocessing.get_context("spawn"), initializer=_load_worker, initargs=(choice,)
         )
 
-    def run(self, tasks: list[RangeTask]) -> Iterator[RangeResult]:
-        futures = [self._pool.submit(_run_in_worker, task) for task in tasks]
+    def run(self, tasks: list[RangeTask], checkpoint: Checkpoint | None = None) -> Iterator[RangeResult]:
+        futures = {self._pool.submit(_run_in_worker, task) for task in tasks}
         try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
+            while futures:
+                done, futures = concurrent.futures.wait(futures, CHECK_INTERVAL_S, concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                if checkpoint:
+                    checkpoint()
         finally:
             for future in futures:
                 future.cancel()
@@ -174,6 +188,7 @@ def extract_many(
     range_s: float = RANGE_S,
     detect_interval_s: float = DETECT_INTERVAL_S,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[VideoDone]:
     """Extract each video to out_dir/<stem>.csv across the runner's workers; `progress(done, total)` in ticks.
 
@@ -182,25 +197,39 @@ def extract_many(
     stems = [v.stem for v in videos]
     if len(set(stems)) != len(stems):
         raise ValueError("two videos share a file name stem; their CSVs would overwrite each other")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = {video: out_dir / f"{video.stem}.csv" for video in videos}
+    return extract_to(outputs, fps, runner, range_s, detect_interval_s, progress, checkpoint)
+
+
+def extract_to(
+    outputs: dict[Path, Path],
+    fps: float,
+    runner: Runner,
+    range_s: float = RANGE_S,
+    detect_interval_s: float = DETECT_INTERVAL_S,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> list[VideoDone]:
+    """Extract each video (key) to its CSV (value) across the runner's workers, in the order given."""
+    videos = list(outputs)
     totals = [(v, video_ticks(v, fps)) for v in videos]
     tasks = plan(totals, fps, range_s, detector_every(fps, detect_interval_s))
-    out_dir.mkdir(parents=True, exist_ok=True)
     pending = {v: {t.start: None for t in tasks if t.video == v} for v, _ in totals}
     received: dict[Path, dict[int, RangeResult]] = {v: {} for v, _ in totals}
     grand = sum(t for _, t in totals)
     done_ticks = 0
-    finished: list[VideoDone] = []
-    for result in runner.run(tasks):
+    finished = [VideoDone(v, outputs[v], write_joined(outputs[v], fps, []), 0) for v, _ in totals if not pending[v]]
+    for result in runner.run(tasks, checkpoint):
         video = result.task.video
         received[video][result.task.start] = result
         done_ticks += len(result.analyses)
         if len(received[video]) == len(pending[video]):
             parts = received.pop(video)
             ordered = [parts[start] for start in sorted(parts)]
-            out = out_dir / f"{video.stem}.csv"
-            ticks = write_joined(out, fps, ordered)
+            ticks = write_joined(outputs[video], fps, ordered)
             found = sum(len(a.poses) > 0 for r in ordered for a in r.analyses)
-            finished.append(VideoDone(video, out, ticks, found))
+            finished.append(VideoDone(video, outputs[video], ticks, found))
         if progress:
             progress(done_ticks, grand)
     return sorted(finished, key=lambda d: videos.index(d.video))

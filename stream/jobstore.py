@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pose.pipeline import ModelCatalog
-from stream.references import Job, JobState, ReferenceJobs, ReferenceLibrary
+from stream.references import Job, JobState, ReferenceJobs, ReferenceLibrary, RemoteExtraction
 from stream.store import Store, StoredJob
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ class StoredJobs(ReferenceJobs):
         store: Store,
         data_dir: Path,
         clock: Callable[[], float] = time.time,
+        remote: Callable[[str], RemoteExtraction] | None = None,
     ) -> None:
-        super().__init__(library, models, executor)
+        super().__init__(library, models, executor, remote)
         self.store = store
         self.data_dir = data_dir
         self.clock = clock

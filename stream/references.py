@@ -28,9 +28,10 @@ import re
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +42,7 @@ from pose.media.audio import AUDIO_RATE, read_audio
 from pose.media.transcode import transcode_for_web
 from pose.media.video import VideoError
 from pose.moves import MOVES_NAME, Move, cut_moves, fixed_moves, read_moves, write_moves
-from pose.pipeline import ModelCatalog, Models, extract_video
+from pose.pipeline import ModelCatalog, Models, Progress, extract_video
 from pose.similarity import Moments
 from pose.ticks import as_rate, tick_count
 
@@ -127,6 +128,19 @@ class Job:
             "reference": self.reference,
             "pose": self.pose,
         }
+
+
+class RemoteExtraction(Protocol):
+    """A build's keypoint extraction done elsewhere than in this process (stream.raybuilds), with backend `pose`:
+    `extract` writes `out_csv` whole or not at all, calls `checkpoint` while it waits (which raises to stop
+    it), and returns the ticks written."""
+
+    @property
+    def pose(self) -> str: ...
+
+    def extract(
+        self, video: Path, fps: float, out_csv: Path, progress: Progress, checkpoint: Callable[[], None]
+    ) -> int: ...
 
 
 class JobCancelled(Exception):
@@ -236,11 +250,12 @@ class ReferenceLibrary:
         source: Path,
         title: str,
         fps: float,
-        models: Models,
+        models: Models | RemoteExtraction,
         progress: Job | None = None,
         cancel: threading.Event | None = None,
     ) -> ReferenceMeta:
-        """Transcode `source`, extract its keypoints at `fps`, and publish the reference (blocking, slow)."""
+        """Transcode `source`, extract its keypoints at `fps` (with `models` here, or remotely), and publish the
+        reference (blocking, slow)."""
         folder = self.building / reference_id
         folder.mkdir(parents=True)
         try:
@@ -257,19 +272,24 @@ class ReferenceLibrary:
                 if progress is not None:
                     progress.progress = TRANSCODE_SHARE + (1 - TRANSCODE_SHARE) * done / max(total, 1)
 
-            result = extract_video(info.path, fps, folder / CSV_NAME, models, progress=on_extract)
+            if isinstance(models, Models):
+                ticks = extract_video(info.path, fps, folder / CSV_NAME, models, progress=on_extract).ticks
+                pose = models.pose.name
+            else:
+                ticks = models.extract(info.path, fps, folder / CSV_NAME, on_extract, lambda: _checkpoint(cancel))
+                pose = models.pose
             meta = ReferenceMeta(
                 id=reference_id,
                 title=title,
                 fps=fps,
                 duration_s=round(float(info.duration_s), 6),
-                ticks=result.ticks,
+                ticks=ticks,
                 width=info.width,
                 height=info.height,
-                pose=models.pose.name,
+                pose=pose,
             )
-            if result.ticks != tick_count(info.duration_s, fps):
-                raise VideoError(f"extracted {result.ticks} ticks, expected {tick_count(info.duration_s, fps)}")
+            if ticks != tick_count(info.duration_s, fps):
+                raise VideoError(f"extracted {ticks} ticks, expected {tick_count(info.duration_s, fps)}")
             write_scoring(folder, folder / CSV_NAME, folder / VIDEO_NAME, info.width / info.height, fps, cancel)
             (folder / META_NAME).write_text(json.dumps(asdict(meta), indent=2) + "\n")
             folder.rename(self.root / reference_id)
@@ -316,14 +336,20 @@ def validate_fps(value: float) -> float:
 
 class ReferenceJobs:
     """Builds references one at a time on `executor` (a single worker keeps live inference responsive), each with
-    the pose backend asked for (loaded from `models` on first use)."""
+    the pose backend asked for (loaded from `models` on first use), or, given `remote` (a backend's name to its
+    `RemoteExtraction`), with the extraction done there."""
 
     def __init__(
-        self, library: ReferenceLibrary, models: ModelCatalog, executor: concurrent.futures.ThreadPoolExecutor
+        self,
+        library: ReferenceLibrary,
+        models: ModelCatalog,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        remote: Callable[[str], RemoteExtraction] | None = None,
     ) -> None:
         self.library = library
         self.models = models
         self.executor = executor
+        self.remote = remote
         self.jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel = threading.Event()
@@ -398,7 +424,7 @@ class ReferenceJobs:
     def _build(self, job: Job, source: Path, fps: float) -> ReferenceMeta:
         _checkpoint(self._cancel)
         job.state = JobState.RUNNING
-        models = self.models.get(job.pose)
+        models = self.remote(job.pose) if self.remote else self.models.get(job.pose)
         return self.library.build(job.reference, source, job.title, fps, models, job, self._cancel)
 
 

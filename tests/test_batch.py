@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,11 +20,13 @@ import pytest
 
 from harness.clips import H264, indexed_frame, source_frames, write_clip
 from harness.frameindex import read_frame_index
-from harness.ray import Cluster, local_cluster
+from harness.ray import Cluster
 from pose.batch import LocalPool, ModelChoice, extract_many, plan, split_ticks
 from pose.media.video import iter_frames
 from pose.pipeline import Models, extract_video
 from pose.ticks import sample_ticks
+
+pytest_plugins = ("tests.ray_fixtures",)
 
 FPS = 10
 SECONDS = 6
@@ -122,19 +123,6 @@ def test_extract_many_command_writes_one_csv_per_video(tmp_path: Path, clip: Pat
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["again.csv", "dance.csv"]
     assert (out / "dance.csv").read_bytes() == single_csv == (out / "again.csv").read_bytes()
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Cluster]:
-    """A real local Ray cluster (a head with 2 CPUs), this process its driver."""
-    import ray
-
-    with local_cluster(num_cpus=2) as cluster:
-        ray.init(address=cluster.address, log_to_driver=False)
-        try:
-            yield cluster
-        finally:
-            ray.shutdown()
 
 
 def test_ranges_joined_on_ray_equal_the_single_process_csv(
