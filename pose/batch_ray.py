@@ -8,6 +8,7 @@ cache at the same paths (a shared filesystem), and have dancesync installed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,9 @@ def connect(address: str = "auto") -> bool:
     "auto": the cluster this machine runs (`ray start`, or RAY_ADDRESS), else a new one in this process for its
     lifetime; otherwise host:port of a head, or ray://host:port (Ray Client). ConnectionError when there is none.
     """
+    # Ray's driver would otherwise install a fatal-signal handler that turns SIGTERM into an abort, taking away
+    # the server's own SIGTERM handling (a graceful shutdown). Read when Ray is imported: set it before.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     import ray
 
     if ray.is_initialized():

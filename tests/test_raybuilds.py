@@ -20,7 +20,7 @@ import pytest
 
 from harness.clips import cut_clip
 from harness.ray import Cluster
-from harness.server import AppServer, settings_for
+from harness.server import AppServer, ServerProcess, settings_for
 from pose.pipeline import Models, extract_video
 from server import JOBS, Settings, build_parser
 from stream.references import CSV_NAME, VIDEO_NAME
@@ -79,6 +79,15 @@ def published(references: Path) -> list[str]:
 def test_the_ray_option() -> None:
     assert build_parser().parse_args(["--ray", "auto"]).ray == "auto"
     assert build_parser().parse_args([]).ray is None and Settings().ray_address is None
+
+
+def test_a_server_on_ray_still_shuts_down_cleanly_on_sigterm(tmp_path: Path, ray_cluster: Cluster) -> None:
+    """Ray's driver would turn SIGTERM into an abort; the server keeps its own graceful shutdown."""
+    data_dir = ray_settings(tmp_path / "data", ray_cluster).data_dir
+    command = ["server.py", "--data-dir", str(data_dir), "--no-seed", "--ray", ray_cluster.address]
+    with ServerProcess.start(command, tmp_path / "server.log") as server:
+        assert server.stop() == 0, server.log_tail()
+    assert "reference builds extract on the Ray cluster" in server.log.read_text()
 
 
 async def test_a_build_on_ray_equals_a_local_build_with_a_worker_killed_mid_range(
