@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--fps", type=_fps, required=True, help="ticks per second (F)")
     extract.add_argument("--out", type=Path, required=True, help="CSV to write")
     extract.add_argument("--annotated", type=Path, help="also write an MP4 with the skeletons drawn (keeps audio)")
+    extract.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="analyse every frame flipped left to right, keypoints flipped back (a reference's second look)",
+    )
     add_model_arguments(extract)
 
     image = commands.add_parser("image", help="people, keypoints and person boxes of one image")
@@ -107,7 +112,7 @@ def run_extract(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress)
+        result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress, mirrored=args.mirrored)
     log.info("%d ticks, main dancer found on %d, %.1f s", result.ticks, result.found, result.seconds)
     print(f"wrote {args.out} ({result.ticks} ticks by {models.pose.name}, dancer found on {result.found})")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -168,6 +168,11 @@ class ExtractResult:
 Progress = Callable[[int, int], None]
 
 
+def _flipped(image: np.ndarray) -> np.ndarray:
+    """The frame flipped left to right."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
 def extract_video(
     video: Path,
     fps: float,
@@ -176,12 +181,15 @@ def extract_video(
     annotated: Path | None = None,
     progress: Progress | None = None,
     detect_interval_s: float = DETECT_INTERVAL_S,
+    mirrored: bool = False,
 ) -> ExtractResult:
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
     The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
     runs (they only pick the main dancer and are drawn). Outputs appear only when the whole video was
-    processed; on any error nothing is left behind.
+    processed; on any error nothing is left behind. mirrored: analyse every frame flipped left to right and
+    write the result flipped back (`FrameAnalysis.mirrored`): the same video in the same coordinates, seen
+    by the models a second time through other pixels (`pose.calibration` measures a match by it).
     """
     from pose.media.video import AnnotatedWriter, VideoError, iter_frames, probe_video
 
@@ -196,7 +204,11 @@ def extract_video(
         clock.lap("ssd_forward")
         return found
 
-    images = ((k, frame.to_ndarray(format="bgr24")) for k, frame in sample_ticks(iter_frames(video), fps, total))
+    images: Iterator[tuple[int, np.ndarray]] = (
+        (k, frame.to_ndarray(format="bgr24")) for k, frame in sample_ticks(iter_frames(video), fps, total)
+    )
+    if mirrored:
+        images = ((k, _flipped(image)) for k, image in images)
     every = max(1, round(detect_interval_s * fps))
     found = done = 0
     started = time.perf_counter()
@@ -207,6 +219,8 @@ def extract_video(
             for k, image, people in detect_every(images, total, every, detect):
                 clock.lap("decode")  # demux + decode + colour conversion since the previous lap
                 analysis = analyzer.analyze(image, people)
+                if mirrored:
+                    analysis, image = analysis.mirrored(), _flipped(image)
                 clock.restart()
                 csv_writer.append(k, float(tick_time(k, fps)), analysis)
                 clock.lap("csv")

@@ -176,6 +176,7 @@ class SessionRunner:
             "processed": s.processed,
             "skipped": s.sampler.skipped,
             "errors": s.errors,
+            "passes": s.sampler.passes,
             "warnings": s.warnings,
             "control": self.core.counts(),
             "live": self.live,

@@ -398,6 +398,7 @@ class SessionRecord(TypedDict):
     processed: int
     skipped: int
     errors: int
+    passes: int
     warnings: list[str]
     control: ControlCounts
     live: bool

@@ -5,15 +5,18 @@ Layout under `root` (one folder per reference, named by its id)::
 
     <id>/video.mp4       H.264/AAC, first frame at t = 0 (what the page plays)
     <id>/keypoints.csv   extracted from video.mp4 itself, so tick k is at media time k / fps of that file
-    <id>/calibration.csv what chance earns at each tick (pose.calibration), computed from keypoints.csv
+    <id>/second_look.csv the models' second look at video.mp4 (every frame flipped and the keypoints flipped
+                         back), what a match earns is measured by
+    <id>/calibration.csv what chance and a match earn at each tick (pose.calibration), from the two CSVs
     <id>/cut.csv         the reference's moves (pose.moves: on the beats of its audio, else fixed windows)
     <id>/meta.json       ReferenceMeta; written last
     .building/<id>/      a reference being built; renamed to <id>/ when complete
     .uploads/            uploads being received
 
 A reference exists once its folder is in place, so a crash mid-build never leaves a half reference listed.
-References built before calibration and cuts existed get both from a background job (`ReferenceJobs.backfill`,
-at start-up); until then sessions on them score against a chance of 0 with fixed 1 s moves.
+References built before calibration and cuts existed (or with a calibration of an older layout) get both from a
+background job (`ReferenceJobs.backfill`, at start-up); until then sessions on them score the raw similarity
+with fixed 1 s moves.
 """
 
 from __future__ import annotations
@@ -28,14 +31,21 @@ import re
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from pose.calibration import CALIBRATION_NAME, chance_baseline, read_calibration, write_calibration
+from pose.calibration import (
+    CALIBRATION_NAME,
+    SECOND_LOOK_NAME,
+    Calibration,
+    calibration_of,
+    read_calibration,
+    write_calibration,
+)
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.media.audio import AUDIO_RATE, read_audio
 from pose.media.transcode import transcode_for_web
@@ -182,18 +192,18 @@ class ReferenceLibrary:
     def moves_path(self, reference_id: str) -> Path:
         return self.root / reference_id / MOVES_NAME
 
-    def scoring(self, meta: ReferenceMeta) -> tuple[npt.NDArray[np.float64] | None, builtins.list[Move] | None]:
-        """The reference's chance baseline and moves, None for each not computed yet (or unreadable: logged)."""
-        chance: npt.NDArray[np.float64] | None = None
+    def scoring(self, meta: ReferenceMeta) -> tuple[Calibration | None, builtins.list[Move] | None]:
+        """The reference's calibration and moves, None for each not computed yet (or unreadable: logged)."""
+        calibration: Calibration | None = None
         moves: builtins.list[Move] | None = None
         try:
             if self.calibration_path(meta.id).is_file():
-                chance = read_calibration(self.calibration_path(meta.id), meta.ticks)
+                calibration = read_calibration(self.calibration_path(meta.id), meta.ticks)
             if self.moves_path(meta.id).is_file():
                 moves = read_moves(self.moves_path(meta.id), meta.ticks)
         except (OSError, ValueError) as exc:
             log.warning("reference %s: unreadable calibration or moves (%s); scoring without them", meta.id, exc)
-        return chance, moves
+        return calibration, moves
 
     def moves_json(self, meta: ReferenceMeta) -> dict[str, Any]:
         """`GET /api/references/{id}/moves.json`: the moves in seconds of the reference, and how they were cut
@@ -207,21 +217,37 @@ class ReferenceLibrary:
         return {"source": source, "moves": entries}
 
     def unscored(self) -> builtins.list[ReferenceMeta]:
-        """References without their calibration or their moves (built before either existed)."""
-        return [
-            m for m in self.list() if not (self.calibration_path(m.id).is_file() and self.moves_path(m.id).is_file())
-        ]
+        """References without a readable calibration of the current layout, their second look or their moves
+        (built before these existed)."""
+        return [m for m in self.list() if not self._scored(m)]
 
-    def add_scoring(self, meta: ReferenceMeta, cancel: threading.Event | None = None) -> None:
-        """Compute and write a complete reference's calibration and moves (each file written whole, then
-        renamed into place, so a reader never sees half of one)."""
+    def _scored(self, meta: ReferenceMeta) -> bool:
+        folder = self.root / meta.id
+        if not all((folder / name).is_file() for name in (SECOND_LOOK_NAME, MOVES_NAME)):
+            return False
+        try:
+            read_calibration(folder / CALIBRATION_NAME, meta.ticks)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def add_scoring(self, meta: ReferenceMeta, models: Models, cancel: threading.Event | None = None) -> None:
+        """Compute and write a complete reference's second look (with `models`, when it has none), calibration
+        and moves (each file written whole, then renamed into place, so a reader never sees half of one)."""
         folder = self.root / meta.id
         partial = folder / ".scoring"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         try:
-            write_scoring(partial, folder / CSV_NAME, folder / VIDEO_NAME, meta.width / meta.height, meta.fps, cancel)
-            for name in (CALIBRATION_NAME, MOVES_NAME):
+            names = [CALIBRATION_NAME, MOVES_NAME]
+            if not (folder / SECOND_LOOK_NAME).is_file():
+                second_look(folder / VIDEO_NAME, meta.fps, partial / SECOND_LOOK_NAME, models, cancel)
+                names.append(SECOND_LOOK_NAME)
+            for name in (CSV_NAME, VIDEO_NAME, SECOND_LOOK_NAME):
+                if not (partial / name).exists():
+                    (partial / name).symlink_to(folder / name)
+            write_scoring(partial, meta.width / meta.height, meta.fps, cancel)
+            for name in names:
                 (partial / name).replace(folder / name)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
@@ -255,7 +281,10 @@ class ReferenceLibrary:
             def on_extract(done: int, total: int) -> None:
                 _checkpoint(cancel)
                 if progress is not None:
-                    progress.progress = TRANSCODE_SHARE + (1 - TRANSCODE_SHARE) * done / max(total, 1)
+                    progress.progress = TRANSCODE_SHARE + (1 - TRANSCODE_SHARE) * done / max(total, 1) / 2
+
+            def on_second_look(done: int, total: int) -> None:
+                on_extract(total + done, total)
 
             result = extract_video(info.path, fps, folder / CSV_NAME, models, progress=on_extract)
             meta = ReferenceMeta(
@@ -270,7 +299,8 @@ class ReferenceLibrary:
             )
             if result.ticks != tick_count(info.duration_s, fps):
                 raise VideoError(f"extracted {result.ticks} ticks, expected {tick_count(info.duration_s, fps)}")
-            write_scoring(folder, folder / CSV_NAME, folder / VIDEO_NAME, info.width / info.height, fps, cancel)
+            second_look(info.path, fps, folder / SECOND_LOOK_NAME, models, cancel, on_second_look)
+            write_scoring(folder, info.width / info.height, fps, cancel)
             (folder / META_NAME).write_text(json.dumps(asdict(meta), indent=2) + "\n")
             folder.rename(self.root / reference_id)
         except BaseException:
@@ -289,16 +319,36 @@ class ReferenceLibrary:
             return None
 
 
-def write_scoring(
-    folder: Path, keypoints: Path, video: Path, aspect: float, fps: float, cancel: threading.Event | None = None
+def second_look(
+    video: Path,
+    fps: float,
+    out: Path,
+    models: Models,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Write `folder`/calibration.csv and `folder`/cut.csv for the reference whose keypoints and video are given."""
-    _, xy, conf = main_dancer_arrays(read_keypoints_csv(keypoints))
+    """Write `out`, the models' second look at `video` (`pose.calibration`)."""
+
+    def on_frame(done: int, total: int) -> None:
+        _checkpoint(cancel)
+        if progress is not None:
+            progress(done, total)
+
+    extract_video(video, fps, out, models, progress=on_frame, mirrored=True)
+
+
+def write_scoring(folder: Path, aspect: float, fps: float, cancel: threading.Event | None = None) -> None:
+    """Write `folder`/calibration.csv and `folder`/cut.csv from the keypoints, second look and video there."""
+    _, xy, conf = main_dancer_arrays(read_keypoints_csv(folder / CSV_NAME))
     moments = Moments.from_keypoints(xy, conf, aspect, fps)
+    ticks, sxy, sconf = main_dancer_arrays(read_keypoints_csv(folder / SECOND_LOOK_NAME))
+    if not np.array_equal(ticks, np.arange(len(xy))):
+        raise ValueError(f"{folder / SECOND_LOOK_NAME}: its ticks are not the reference's 0..{len(xy) - 1}")
     _checkpoint(cancel)
-    write_calibration(folder / CALIBRATION_NAME, chance_baseline(moments, fps))
+    calibration = calibration_of(moments, Moments.from_keypoints(sxy, sconf, aspect, fps), fps)
+    write_calibration(folder / CALIBRATION_NAME, calibration)
     _checkpoint(cancel)
-    write_moves(folder / MOVES_NAME, cut_moves(len(xy), fps, read_audio(video), AUDIO_RATE))
+    write_moves(folder / MOVES_NAME, cut_moves(len(xy), fps, read_audio(folder / VIDEO_NAME), AUDIO_RATE))
 
 
 def _checkpoint(cancel: threading.Event | None) -> None:
@@ -361,12 +411,17 @@ class ReferenceJobs:
         loop = asyncio.get_running_loop()
         for meta in todo:
             try:
-                await loop.run_in_executor(self.executor, self.library.add_scoring, meta, self._cancel)
+                models = await loop.run_in_executor(self.executor, self._models_of, meta)
+                await loop.run_in_executor(self.executor, self.library.add_scoring, meta, models, self._cancel)
             except JobCancelled:
                 return
             except Exception:
                 log.exception("reference %s: computing its calibration and moves failed", meta.id)
             self.scored.append(meta.id)
+
+    def _models_of(self, meta: ReferenceMeta) -> Models:
+        """The models that extracted `meta` (the default when the server no longer offers its backend)."""
+        return self.models.get(meta.pose if meta.pose in self.models.names else None)
 
     def pending(self) -> list[Job]:
         return [job for job in self.jobs.values() if job.state in (JobState.QUEUED, JobState.RUNNING)]

@@ -108,12 +108,12 @@ class SessionService:
         """The reference's dancer, read once; read again while its calibration or moves are still missing (a
         background job is computing them)."""
         dancer = self._dancers.get(meta.id)
-        if dancer is None or dancer.chance is None or dancer.moves is None:
+        if dancer is None or dancer.calibration is None or dancer.moves is None:
             dancer = await asyncio.to_thread(self._read_dancer, meta)
             self._dancers[meta.id] = dancer
         return dancer
 
     def _read_dancer(self, meta: ReferenceMeta) -> DancerPoses:
-        chance, moves = self.library.scoring(meta)
+        calibration, moves = self.library.scoring(meta)
         path, aspect = self.library.csv_path(meta.id), meta.width / meta.height
-        return DancerPoses.from_csv(path, meta.fps, aspect, meta.pose, chance, moves)
+        return DancerPoses.from_csv(path, meta.fps, aspect, meta.pose, calibration, moves)

@@ -17,7 +17,8 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from pose.csvio import CSV_COLUMNS, Row, keypoint_rows, main_dancer_arrays, read_keypoints_csv
+from pose.calibration import Calibration
+from pose.csvio import CSV_COLUMNS, Row, as_written, keypoint_rows, main_dancer_arrays, read_keypoints_csv
 from pose.judge import Judge
 from pose.limbs import Limb
 from pose.moves import Move, Tier, fixed_moves
@@ -61,9 +62,9 @@ class DancerPoses:
 
     xy: (K, 18, 2) float32 normalised x, y, NaN where missing; confidence: (K, 18) float32, 0 where missing.
     fps: reference ticks per second; aspect: the reference video's width / height; pose: the backend that
-    extracted them (None if not recorded). chance: (K,) the reference's chance baseline (`pose.calibration`),
-    None when it has not been computed yet (then 0: the raw similarity, uncalibrated); moves: the reference's
-    cut (`pose.moves`), None for fixed windows.
+    extracted them (None if not recorded). calibration: the reference's (`pose.calibration`), None when it has
+    not been computed yet (then the raw similarity, uncalibrated); moves: the reference's cut (`pose.moves`),
+    None for fixed windows.
     """
 
     xy: npt.NDArray[np.float32]
@@ -71,25 +72,26 @@ class DancerPoses:
     fps: float
     aspect: float
     pose: str | None = None
-    chance: npt.NDArray[np.float64] | None = None
+    calibration: Calibration | None = None
     moves: tuple[Move, ...] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.xy)
         if self.xy.shape != (k, NUM_PARTS, 2) or self.confidence.shape != (k, NUM_PARTS):
             raise ValueError(f"need xy (K, 18, 2) and confidence (K, 18), got {self.xy.shape}, {self.confidence.shape}")
-        if self.chance is not None and self.chance.shape != (k,):
-            raise ValueError(f"chance must have shape ({k},), got {self.chance.shape}")
+        if self.calibration is not None and len(self.calibration) != k:
+            raise ValueError(f"the calibration has {len(self.calibration)} ticks, the keypoints {k}")
 
     @property
     def ticks(self) -> int:
         return len(self.xy)
 
-    def scoring(self) -> tuple[npt.NDArray[np.float64], list[Move]]:
-        """(chance, moves) for the scorer: zeros and fixed windows where the reference has none yet."""
-        chance = self.chance if self.chance is not None else np.zeros(self.ticks)
+    def scoring(self) -> tuple[Calibration, list[Move]]:
+        """(calibration, moves) for the scorer: no calibration and fixed windows where the reference has none
+        yet."""
+        calibration = self.calibration if self.calibration is not None else Calibration.identity(self.ticks)
         moves = list(self.moves) if self.moves is not None else fixed_moves(self.ticks, self.fps)
-        return chance, moves
+        return calibration, moves
 
     @classmethod
     def from_csv(
@@ -98,7 +100,7 @@ class DancerPoses:
         fps: float,
         aspect: float,
         pose: str | None = None,
-        chance: npt.NDArray[np.float64] | None = None,
+        calibration: Calibration | None = None,
         moves: list[Move] | None = None,
     ) -> DancerPoses:
         """Read a reference CSV; its person-0 ticks must be exactly 0..K-1."""
@@ -106,7 +108,7 @@ class DancerPoses:
         if not np.array_equal(ticks, np.arange(len(ticks))):
             raise ValueError(f"{path}: person-0 ticks are not 0..{len(ticks) - 1}")
         cut = None if moves is None else tuple(moves)
-        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose, chance, cut)
+        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose, calibration, cut)
 
 
 @dataclass(frozen=True)
@@ -288,8 +290,9 @@ class LiveSession(Generic[F]):
         self.fps = dancer.fps / self.step
         self.clock = ReferenceClock()
         self.sampler = TickSampler(self.fps, -(-dancer.ticks // self.step))
-        self.rows: list[Row] = []
-        self.scores: list[TickScore] = []
+        self._rows: dict[int, Row] = {}  # by reference tick: the latest pass's
+        self._scores: dict[int, TickScore] = {}
+        self.processed = 0  # ticks analysed and recorded, every pass counted
         self.errors = 0
         self.frames = 0
         self.webcam_rate = RateMeter()
@@ -299,9 +302,9 @@ class LiveSession(Generic[F]):
         self._latest: tuple[FrameAnalysis, float] | None = None
         self._boxes: tuple[int, Detections] | None = None  # (reference tick, boxes) of the last detector run
         self._keypoints_text: str | None = None  # keypoints_csv() once the session has ended (see `finish`)
-        chance, moves = dancer.scoring()
+        calibration, moves = dancer.scoring()
         self.judge: Judge | None = Judge(
-            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, mirror=mirror
+            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, calibration, moves, mirror=mirror
         )
         self.moves: dict[int, MoveScore] = {}  # by move index: the latest final verdict
         self.latency: Latency | None = None
@@ -339,7 +342,7 @@ class LiveSession(Generic[F]):
         analysis = self.analyzer.analyze(image_bgr, self._people(tick, image_bgr))
         time_s = float(tick_time(tick, Fraction(self.dancer.fps).limit_denominator(100_000)))
         found = len(analysis.poses) > 0
-        xy, conf = (analysis.poses.xy[0], analysis.poses.confidence[0]) if found else (None, None)
+        xy, conf = as_written(analysis.poses.xy[0], analysis.poses.confidence[0]) if found else (None, None)
         if self.judge is None:
             raise RuntimeError("the session has ended")
         smooth, verdict = self.judge.add(tick, time_s, xy, conf, analysis.width / analysis.height)
@@ -360,8 +363,9 @@ class LiveSession(Generic[F]):
 
     def record(self, result: TickResult, now: float) -> TickResult:
         """Keep a processed tick's results (on the shell's thread); returns it, for its `messages()`."""
-        self.rows.append(keypoint_rows(result.tick, result.score.time_s, result.analysis)[0])
-        self.scores.append(result.score)
+        self._rows[result.tick] = keypoint_rows(result.tick, result.score.time_s, result.analysis)[0]
+        self._scores[result.tick] = result.score
+        self.processed += 1
         for move in result.moves:
             self.moves[move.move] = move  # a move danced again (a loop) keeps its latest verdict
         if result.latency is not None:
@@ -389,8 +393,10 @@ class LiveSession(Generic[F]):
         return self.dancer.ticks / self.dancer.fps
 
     @property
-    def processed(self) -> int:
-        return len(self.scores)
+    def scores(self) -> list[TickScore]:
+        """Each scored tick's latest score (a tick danced again in a later pass keeps the later one), in tick
+        order."""
+        return [self._scores[t] for t in sorted(self._scores)]
 
     def stats(self, now: float, output_fps: float) -> StatsMessage:
         """The `stats` message: ticks processed/skipped so far, returned-track and webcam frame rates, tick rate
@@ -420,18 +426,18 @@ class LiveSession(Generic[F]):
         kept `retention_s` for their downloads, and a row as a list of strings takes about ten times the memory
         of the same row as text (docs/reliability.md, "Memory")."""
         self._keypoints_text = self.keypoints_csv()
-        self.rows = []
+        self._rows = {}
         self._latest = self._boxes = None
         self.judge = None  # the reference's moments, per session: ~1 MB a session for the retention time
 
     def keypoints_csv(self) -> str:
-        """The offline schema, one person-0 row per processed tick, in tick order."""
+        """The offline schema, one person-0 row per processed tick (its latest pass), in tick order."""
         if self._keypoints_text is not None:
             return self._keypoints_text
-        return csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))
+        return csv_text(CSV_COLUMNS, [self._rows[t] for t in sorted(self._rows)])
 
     def scores_csv(self) -> str:
-        rows = [s.csv_row() for s in sorted(self.scores, key=lambda s: s.tick)]
+        rows = [s.csv_row() for s in self.scores]
         return csv_text(SCORE_COLUMNS, rows, text_columns=SCORE_TEXT_COLUMNS)
 
     def moves_csv(self) -> str:

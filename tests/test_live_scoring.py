@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from harness.server import settings_for
-from pose.calibration import CALIBRATION_NAME, read_calibration
+from pose.calibration import CALIBRATION_NAME, MIN_SPAN, SECOND_LOOK_NAME, read_calibration
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.judge import Judge, score_keypoints
 from pose.limbs import Limb
@@ -95,19 +95,18 @@ async def test_a_live_session_gives_scores_moves_and_a_latency(
     print(f"\nmean score {scores['score'].mean():.1f} (raw {scores['raw'].mean():.1f}), record {record}")
 
     # The same code scores offline: the session's own keypoints CSV, through a fresh Judge, gives its scores
-    # (up to the CSV's 4-decimal rounding of the keypoints).
+    # exactly (a live session scores the keypoints as its CSV gives them back).
     folder = seeded.data_dir / "references" / meta.id
     _, dxy, dconf = main_dancer_arrays(read_keypoints_csv(folder / "keypoints.csv"))
-    chance = read_calibration(folder / CALIBRATION_NAME, meta.ticks)
-    judge = Judge(dxy, dconf, meta.width / meta.height, meta.fps, chance, read_moves(folder / MOVES_NAME, meta.ticks))
+    calibration = read_calibration(folder / CALIBRATION_NAME, meta.ticks)
+    moves_cut = read_moves(folder / MOVES_NAME, meta.ticks)
+    judge = Judge(dxy, dconf, meta.width / meta.height, meta.fps, calibration, moves_cut)
     (tmp_path / "user.csv").write_text(result.keypoints_csv)
     ticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(tmp_path / "user.csv"))
     offline = score_keypoints(judge, ticks, meta.fps, uxy, uconf, 640 / 480)
     assert [v.tick for v in offline] == scores["tick"].tolist()
-    # Calibration stretches a raw difference by 1 / (1 - chance), about 10x on this footage, so the rounding shows
-    # more in the calibrated score than in the raw one.
-    assert np.abs(np.array([v.raw for v in offline]) - scores["raw"].to_numpy()).max() < 1.0
-    assert np.abs(np.array([v.score for v in offline]) - scores["score"].to_numpy()).max() < 5.0
+    assert [f"{v.score:.2f}" for v in offline] == [f"{v:.2f}" for v in scores["score"]]
+    assert [f"{v.raw:.2f}" for v in offline] == [f"{v:.2f}" for v in scores["raw"]]
 
 
 async def test_a_webcam_300_ms_late_is_measured_through_the_live_path(
@@ -136,8 +135,12 @@ def test_a_reference_build_writes_its_calibration_and_moves(tmp_path: Path, clip
     library = ReferenceLibrary(tmp_path / "references")
     meta = library.build(new_id(), clips.short, "short", REFERENCE_FPS, models)
     folder = tmp_path / "references" / meta.id
-    chance = read_calibration(folder / CALIBRATION_NAME, meta.ticks)  # ticks 0..K-1 and values in [0, 1] checked
-    assert meta.ticks == 40 and len(chance) == 40 and np.isfinite(chance).any()
+    calibration = read_calibration(folder / CALIBRATION_NAME, meta.ticks)  # ticks 0..K-1, values in [0, 1] checked
+    assert meta.ticks == 40 and len(calibration) == 40 and np.isfinite(calibration.chance).any()
+    seen = np.isfinite(calibration.match)
+    assert seen.any() and (calibration.match[seen] >= calibration.chance[seen] + MIN_SPAN - 1e-4).all()
+    ticks, _, _ = main_dancer_arrays(read_keypoints_csv(folder / SECOND_LOOK_NAME))
+    assert ticks.tolist() == list(range(40))
     assert read_moves(folder / MOVES_NAME, meta.ticks) == fixed_moves(40, REFERENCE_FPS)  # no sound: fixed 1 s
     assert library.moves_json(meta)["source"] == "fixed" and len(library.moves_json(meta)["moves"]) == 4
     assert library.unscored() == []
@@ -146,12 +149,16 @@ def test_a_reference_build_writes_its_calibration_and_moves(tmp_path: Path, clip
 async def test_references_built_before_scoring_existed_get_it_in_the_background(
     tmp_path: Path, seeded: SeededLibrary, models: Models
 ) -> None:
-    """A copy of the seeded reference without its calibration and moves: scored as fixed moves against a chance
-    of 0 meanwhile, then the background job writes both, the same as a build does."""
+    """A copy of the seeded reference without its second look, calibration and moves: scored raw as fixed moves
+    meanwhile, then the background job writes all three, the same as a build does. A calibration of the older
+    layout (chance only) counts as missing."""
     source = seeded.data_dir / "references" / seeded.reference.id
     library = ReferenceLibrary(tmp_path / "references")
     shutil.copytree(source, library.root / seeded.reference.id)
-    for name in (CALIBRATION_NAME, MOVES_NAME):
+    assert library.unscored() == []
+    (library.root / seeded.reference.id / CALIBRATION_NAME).write_text("tick,chance\n0,0.5\n")
+    assert [m.id for m in library.unscored()] == [seeded.reference.id]
+    for name in (SECOND_LOOK_NAME, CALIBRATION_NAME, MOVES_NAME):
         (library.root / seeded.reference.id / name).unlink()
     assert [m.id for m in library.unscored()] == [seeded.reference.id]
     assert library.scoring(seeded.reference) == (None, None)
@@ -160,6 +167,6 @@ async def test_references_built_before_scoring_existed_get_it_in_the_background(
     assert task is not None
     await asyncio.wait_for(task, timeout=300)
     assert jobs.scored == [seeded.reference.id] and library.unscored() == []
-    for name in (CALIBRATION_NAME, MOVES_NAME):
+    for name in (SECOND_LOOK_NAME, CALIBRATION_NAME, MOVES_NAME):
         assert (library.root / seeded.reference.id / name).read_text() == (source / name).read_text()
     jobs.executor.shutdown()

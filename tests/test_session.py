@@ -108,6 +108,23 @@ def test_session_ticks_are_reference_ticks() -> None:
         assert pending is not None and pending[0] == round(t * 10)
 
 
+def test_a_tick_danced_again_in_a_later_pass_keeps_its_latest_rows() -> None:
+    session = playing_session()
+    for now, score in ((100.0, 10.0), (102.0, 20.0)):  # tick 0, then a jump back from tick 10 to it
+        session.on_clock(0.0, True, now=now)
+        assert session.on_frame("a", now=now)
+        tick, _ = session.take_pending() or (None, None)
+        assert tick == 0
+        session.record(TickResult(0, nobody(), TickScore(0, 0.0, score, score, None, None, None), seconds=0.1), now)
+        session.on_clock(1.0, True, now=now + 1.0)
+        assert session.on_frame("b", now=now + 1.0)
+        assert session.take_pending() == (10, "b")
+    assert session.processed == 2 and session.sampler.passes == 2
+    assert [(s.tick, s.score) for s in session.scores] == [(0, 20.0)]
+    assert session.scores_csv().splitlines()[1:] == ["0,0,20.00,20.00,,,"]
+    assert pd.read_csv(io.StringIO(session.keypoints_csv()))["tick"].tolist() == [0]
+
+
 def test_a_failed_analysis_counts_as_skipped() -> None:
     session = playing_session()
     session.on_frame("a", now=100.0)
