@@ -244,7 +244,8 @@ def test_dance_along_in_chromium(server: Server, sample_reference: str, camera_c
 
 def test_the_page_coaches_in_chromium(server: Server, sample_reference: str, camera_clip: Path, tmp_path: Path) -> None:
     """The dancer's skeleton over the dancer video (before and while dancing), 0.75x playback, an A-B loop whose
-    seeks back to A reach the server as jumps, and the report's uPlot charts once the session ends."""
+    seeks back to A reach the server as jumps and whose passes are each scored, and the report's uPlot charts
+    once the session ends."""
     result = run_driver(server, tmp_path, "coach", "--reference", sample_reference, "--clip", camera_clip)
     print(json.dumps({k: v for k, v in result.items() if k != "coachSamples"}, indent=2))
     assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
@@ -257,6 +258,8 @@ def test_the_page_coaches_in_chromium(server: Server, sample_reference: str, cam
     assert loop["jumps"], f"no seek back to A was sent: {loop}"
     for jump in loop["jumps"]:
         assert round(loop["a"], 3) <= jump["to"] < loop["b"] and jump["from"] > jump["to"], loop  # t is to the ms
+    if len(loop["jumps"]) >= 2:  # a whole pass lay between them: the server scored its ticks again
+        assert "Pass 2" in result["coach"]["passes"], result["coach"]
     report = result["report"]
     assert report["hidden"] is False and report["scoreCharts"] >= 1 and report["limbCharts"] >= 1, report
     tiers = r"\d+ Perfect · \d+ Good · \d+ OK · \d+ Miss|No move verdicts from this server\."
