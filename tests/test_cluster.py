@@ -33,6 +33,9 @@ pytest_plugins = ("tests.live_fixtures", "tests.store_fixtures")
 SECONDS = 3.0  # each client session
 FPS = 5.0
 RESULT_FILES = ("keypoints.csv", "scores.csv", "moves.csv")
+# How a session ends when its client hangs up (which of its channel, track or connection the server sees close
+# first varies); a server that ends it says otherwise ("server shutting down", a timeout).
+CLIENT_ENDS = {"the page closed the control channel", "your webcam stopped sending video", "connection closed"}
 
 
 def job_row(job_id: str, state: str = "queued", owner: str | None = None, lease: float | None = None) -> StoredJob:
@@ -203,7 +206,7 @@ async def test_two_servers_behind_haproxy(
             assert first.metadata["processed"] > 0 and first.end_reason is None
             for server in (a, b):
                 assert await stored(http, server.url, first.session, first.token) == as_downloaded(first)
-            normal_end = await end_reason(http, cluster.url, first.session, first.token)
+            assert await end_reason(http, cluster.url, first.session, first.token) in CLIENT_ENDS
             ended = {first.session: (first.token, as_downloaded(first))}
 
             # 2. A session on each server; one server is killed mid-session, the other's session ends normally.
@@ -218,7 +221,7 @@ async def test_two_servers_behind_haproxy(
             assert doomed.done() and doomed.exception() is not None  # its server is gone
             assert kept.end_reason is None and kept.metadata["errors"] == 0 and kept.metadata["processed"] > 0
             assert await stored(http, cluster.url, kept.session, kept.token) == as_downloaded(kept)
-            assert await end_reason(http, cluster.url, kept.session, kept.token) == normal_end
+            assert await end_reason(http, cluster.url, kept.session, kept.token) in CLIENT_ENDS
             ended[kept.session] = (kept.token, as_downloaded(kept))
             assert (await health(http, b))[1]["live"] == 0
 
@@ -251,7 +254,7 @@ async def test_two_servers_behind_haproxy(
             (last,) = set(sessions) - set(ended)
             drained = await stored(http, b.url, last, profile)
             assert drained["processed"] > 0
-            assert await end_reason(http, b.url, last, profile) == normal_end  # ended by its client, in the grace
+            assert await end_reason(http, b.url, last, profile) in CLIENT_ENDS  # ended by its client, in the grace
 
             # 4. Both servers restarted: nothing that had ended is lost, and any server answers for it.
             assert b.stop() == 0
