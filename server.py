@@ -2,10 +2,13 @@
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
                      [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
-                     [--database URL] [--retention-days DAYS]
+                     [--database URL] [--retention-days DAYS] [--drain-grace S]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
+
+Any number of servers may share one database and one library folder behind a load balancer (docs/deploy.md):
+`GET /api/health` reports readiness and load, and SIGTERM drains (stream.health); SIGINT stops at once.
 
 Only wiring lives here: settings, app state, routes, start-up and shutdown. The handlers are in stream.api.
 """
@@ -17,8 +20,9 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.archive import SessionArchive
 from stream.core import SessionLimits
+from stream.health import HealthApi, ServerState, drain
 from stream.jobstore import StoredJobs
 from stream.limits import LOOPBACK_HOSTS, guard_middleware, host_name
 from stream.live import SessionRegistry
@@ -86,6 +91,10 @@ class Settings:
     allowed_hosts: the host names requests may address (403 otherwise, against DNS rebinding); None: any.
         `main` sets loopback names (plus --allow-host) for a server listening on a loopback address.
     seed_video: built into the library at start-up when the library is empty (None: don't seed).
+    drain_grace_s: after SIGTERM, how long live sessions may go on before the server ends them and exits (new
+        offers get 503 meanwhile; stream.health). A process manager's stop timeout must be longer.
+    job_lease_s: how long a reference job claimed by a server that died waits before another server takes it
+        (stream.jobstore).
     """
 
     data_dir: Path = ROOT / "data"
@@ -110,6 +119,8 @@ class Settings:
     control_max_bytes: int = SESSION_LIMITS.control_max_bytes
     clock_margin_s: float = SESSION_LIMITS.clock_margin_s
     control_rate: Rate = SESSION_LIMITS.control_rate
+    drain_grace_s: float = 60.0
+    job_lease_s: float = 30.0
 
     @property
     def references_dir(self) -> Path:
@@ -128,6 +139,7 @@ SESSIONS = web.AppKey("sessions", SessionRegistry)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
 MODELS = web.AppKey("models", ModelCatalog)
+STATE = web.AppKey("state", ServerState)
 
 
 def create_app(
@@ -146,7 +158,7 @@ def create_app(
     )
     app[JOB_POOL] = job_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference-job")
     app[STORE] = store = Store(database_url(settings.database_url, settings.data_dir))
-    app[JOBS] = jobs = StoredJobs(library, catalog, job_pool, store, settings.data_dir)
+    app[JOBS] = jobs = StoredJobs(library, catalog, job_pool, store, settings.data_dir, lease_s=settings.job_lease_s)
     app[ARCHIVE] = archive = SessionArchive(store, settings.retention_s)
     in_memory = min(MEMORY_RETENTION_S, settings.retention_s or MEMORY_RETENTION_S)
     app[SESSIONS] = registry = SessionRegistry(in_memory, settings.max_sessions)
@@ -157,8 +169,10 @@ def create_app(
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
     service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
-    sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive)
-    app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
+    app[STATE] = state = ServerState()
+    sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive, lambda: state.draining)
+    health = HealthApi(service, store, state, jobs.owner)
+    app.add_routes([*references.routes(), *sessions.routes(), *health.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
 
@@ -178,7 +192,7 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         library, jobs, registry, store, archive = app[LIBRARY], app[JOBS], app[SESSIONS], app[STORE], app[ARCHIVE]
         revision = await store.run(store.upgrade)
         log.info("store %s at schema %s", store.url.render_as_string(hide_password=True), revision)
-        library.clear_leftovers(keep=await jobs.pending_sources())
+        await jobs.clear_leftovers()
         await jobs.save_references()
         await jobs.resume()
         _seed(library, jobs, settings)
@@ -189,7 +203,9 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             asyncio.create_task(archive.purge_forever(), name="store-purger"),
             asyncio.create_task(jobs.flush_forever(), name="reference-jobs-writer"),
         ]
+        app[STATE].ready = True
         yield
+        app[STATE].draining = True
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -201,6 +217,26 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         await asyncio.to_thread(store.close)
 
     return lifecycle
+
+
+def drain_on_sigterm(settings: Settings) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook for a server process: SIGTERM drains (stream.health.drain), then the app exits as on
+    SIGINT. Only `main` installs it: an app in a test's process shares the test runner's signals."""
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def exit_app(task: asyncio.Task[int]) -> None:
+            raise web.GracefulExit()  # out of the loop, as aiohttp's own signal handler does
+
+        def on_sigterm() -> None:
+            if not app[STATE].draining:
+                task = asyncio.create_task(drain(app[STATE], app[SESSIONS], app[ARCHIVE], settings.drain_grace_s))
+                task.add_done_callback(lambda done: loop.call_soon(exit_app, done))
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    return install
 
 
 def _seed(library: ReferenceLibrary, jobs: ReferenceJobs, settings: Settings) -> None:
@@ -266,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also answer requests addressed to host NAME (repeatable; a server on a loopback address answers only"
         " to localhost, 127.0.0.1 and ::1, others to any name unless this is given)",
     )
+    parser.add_argument(
+        "--drain-grace",
+        type=float,
+        default=Settings().drain_grace_s,
+        metavar="S",
+        help=f"after SIGTERM, live sessions have S seconds to end (default {Settings().drain_grace_s:g})",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -298,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         allowed_hosts=allowed_hosts(args.host, args.allow_host),
         database_url=args.database,
         retention_s=args.retention_days * 86400 or None,
+        drain_grace_s=max(0.0, args.drain_grace),
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
     default = load_models(data_dir, args.pose_size, pose=args.pose)
@@ -307,7 +351,9 @@ def main(argv: list[str] | None = None) -> None:
         return load_pose_backend(name, data_dir, args.pose_size)
 
     models = ModelCatalog(default, load_pose)
-    web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)
+    app = create_app(settings, models)
+    app.on_startup.append(drain_on_sigterm(settings))
+    web.run_app(app, host=args.host, port=args.port, access_log=None)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,20 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, args: Sequence[str], log: Path, name: str = "server", timeout: float = START_TIMEOUT_S
+        cls,
+        args: Sequence[str],
+        log: Path,
+        name: str = "server",
+        timeout: float = START_TIMEOUT_S,
+        port: int | None = None,
     ) -> ServerProcess:
-        """Run `python ARGS --host 127.0.0.1 --port <free>` from the repository's root (ARGS e.g. ["server.py",
-        "--data-dir", d] or ["-m", "bench.echo"]) and return once `GET /api/references` answers. RuntimeError,
-        with the end of the log, when it exits or is not up within `timeout` s."""
-        port = free_port()
+        """Run `python ARGS --host 127.0.0.1 --port PORT` (default a free one) from the repository's root (ARGS
+        e.g. ["server.py", "--data-dir", d] or ["-m", "bench.echo"]) and return once `GET /api/references`
+        answers. RuntimeError, with the end of the log, when it exits or is not up within `timeout` s. The log is
+        appended to (a restarted server keeps its earlier output)."""
+        port = port or free_port()
         command = [sys.executable, *args, "--host", "127.0.0.1", "--port", str(port)]
-        with log.open("wb") as sink:
+        with log.open("ab") as sink:
             process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
         running = cls(name, f"http://127.0.0.1:{port}", process, log)
         try:

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ MAX_OFFER_BYTES = 64 * 1024  # a browser's offer with all its candidates is 4-10
 DEFAULT_FPS = 10.0
 MAX_TITLE = 120
 RETRY_AFTER_S = "60"  # what a client over the session cap is told to wait
+SESSION_HEADER = "X-Dancesync-Session"  # names the new session (or job) for a balancer's affinity (docs/deploy.md)
+JOB_HEADER = "X-Dancesync-Job"
+DRAINING = "the server is shutting down and takes no new sessions; try again (another server will take it)"
 
 
 def api_error(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
@@ -118,7 +122,7 @@ class ReferencesApi:
             path.unlink(missing_ok=True)
             raise
         log.info("upload %r (%d bytes) → reference %s, job %s", title, path.stat().st_size, job.reference, job.id)
-        return web.json_response({"id": job.reference, "job": job.id}, status=202)
+        return web.json_response({"id": job.reference, "job": job.id}, status=202, headers={JOB_HEADER: job.id})
 
     async def _receive(self, request: web.Request, path: Path) -> tuple[dict[str, str], str | None]:
         """Stream the `video` part to `path` (size-limited) and collect the small fields."""
@@ -227,11 +231,13 @@ class SessionsApi:
         registry: SessionRegistry,
         max_offer_bytes: int = MAX_OFFER_BYTES,
         archive: SessionArchive | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.service = service
         self.registry = registry
         self.max_offer_bytes = max_offer_bytes
         self.archive = archive
+        self.draining = draining  # true from SIGTERM on (stream.health): offers are refused, the rest answered
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -242,10 +248,13 @@ class SessionsApi:
         ]
 
     async def offer(self, request: web.Request) -> web.Response:
-        """An offer body (stream.protocol) → its answer; 400 unusable, 404 unknown reference, 503 over the cap."""
+        """An offer body (stream.protocol) → its answer; 400 unusable, 404 unknown reference, 503 over the cap or
+        draining."""
         body = await read_body(request, self.max_offer_bytes, "the offer")
         try:
             offer = parse_offer_body(body)
+            if self.draining():
+                raise api_error(web.HTTPServiceUnavailable, DRAINING, headers={"Retry-After": RETRY_AFTER_S})
             runner, answer = await self.service.start(offer)
         except OfferError as exc:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
@@ -258,7 +267,7 @@ class SessionsApi:
             self.archive.watch(runner, offer.profile, meta.title if meta is not None else runner.reference)
         session = runner.session
         message = answer_message(answer.sdp, answer.type, runner.id, runner.token, session.pose, session.warnings)
-        return web.json_response(message)
+        return web.json_response(message, headers={SESSION_HEADER: runner.id})
 
     async def metadata(self, request: web.Request) -> web.Response:
         found = await self._authorised(request)

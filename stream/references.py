@@ -153,13 +153,19 @@ class ReferenceLibrary:
         for folder in (root, self.building, self.uploads):
             folder.mkdir(parents=True, exist_ok=True)
 
-    def clear_leftovers(self, keep: frozenset[Path] = frozenset()) -> None:
-        """Remove half-built references and uploads left by a previous run, except the uploads in `keep` (the
-        sources of jobs that resume)."""
-        shutil.rmtree(self.building, ignore_errors=True)
+    def clear_leftovers(self, keep: frozenset[Path] = frozenset(), stale_before: float | None = None) -> None:
+        """Remove half-built references and uploads left by a previous run, except the paths in `keep` (the
+        sources of jobs that resume, the folders of builds other servers sharing the library are running); with
+        `stale_before` (UNIX s) only uploads last written before then (another server's upload being received is
+        written to as it arrives)."""
         self.building.mkdir(parents=True, exist_ok=True)
+        for folder in self.building.iterdir():
+            if folder.resolve() not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
         for upload in self.uploads.iterdir():
             if upload.resolve() in keep:
+                continue
+            if stale_before is not None and _modified(upload) >= stale_before:
                 continue
             if upload.is_dir():
                 shutil.rmtree(upload, ignore_errors=True)
@@ -317,6 +323,13 @@ class ReferenceLibrary:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("%s: unreadable reference metadata: %s", path, exc)
             return None
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def second_look(

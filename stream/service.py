@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 from aiortc import RTCSessionDescription
@@ -31,6 +32,17 @@ SessionFactory = Callable[[DancerPoses, float | None, bool, Models], LiveSession
 
 class UnknownReference(LookupError):
     """The offer names a reference the library does not hold."""
+
+
+@dataclass(frozen=True)
+class ServiceLoad:
+    """What a server carries, as `GET /api/health` reports it: `live` sessions (with those being answered), the
+    `capacity` it admits, `load` as a share of that (1.0 is full), and whether it has `room` for one more."""
+
+    live: int
+    capacity: int
+    load: float
+    room: bool
 
 
 class SessionService:
@@ -52,6 +64,13 @@ class SessionService:
         self.models = models
         self.limits = limits or SessionLimits()
         self._dancers: dict[str, DancerPoses] = {}
+
+    def load(self) -> ServiceLoad:
+        """This server's load (the admission rule of `start` decides `room`)."""
+        live = len(self.registry.live()) + self.registry.reserved
+        capacity = self.registry.max_live
+        share = live / capacity if capacity > 0 else 1.0
+        return ServiceLoad(live=live, capacity=capacity, load=round(share, 3), room=live < capacity)
 
     async def start(self, offer: OfferRequest) -> tuple[SessionRunner, RTCSessionDescription]:
         """The running session and its answer. OfferError (the offer cannot be used), UnknownReference, or
