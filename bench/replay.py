@@ -143,7 +143,9 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
     calibration, moves = dancer.scoring()
 
     def judge(smoothed: bool = False) -> Judge:
-        return Judge(dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, calibration, moves, score_smoothed=smoothed)
+        return Judge(
+            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, calibration, moves, score_smoothed=smoothed
+        )
 
     (work / "user.csv").write_text(session.pop("keypoints_csv"))
     uticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(work / "user.csv"))

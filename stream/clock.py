@@ -125,7 +125,8 @@ class TickSampler:
     tick is returned at most once a pass. A pass ends when the reference time moves back by `REWIND_S` or more
     (the page's A-B loop, a user going back to try a stretch again): every tick from the landing tick on may
     then be taken again, and `passes` counts up (a tick of the old pass still in the session's mailbox or
-    in analysis can still be given back with `mark_skipped`). A smaller move back is jitter or a nudge and repeats nothing.
+    in analysis can still be given back with `mark_skipped`). A smaller move back is jitter or a nudge and
+    repeats nothing.
 
     Counters, with `elapsed == taken + skipped`, each tick counted at most once a pass:
     * `taken`: ticks returned by `take` and not given back with `mark_skipped`;
