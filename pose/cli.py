@@ -148,19 +148,21 @@ def read_image(path: Path) -> np.ndarray:
     return decode_image(path.read_bytes(), str(path))
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """An encoded image → (h, w, 3) BGR; UsageError (its message starting with `name`) when it is not one or its
-    header claims more pixels than the limits allow (a decompression bomb is refused before OpenCV decodes it)."""
+def decode_image(data: bytes, name: str | None = None) -> np.ndarray:
+    """An encoded image → (h, w, 3) BGR; UsageError (its message starting with `name`, if any) when it is not one
+    or its header claims more pixels than the limits allow (a decompression bomb is refused before OpenCV decodes
+    it)."""
+    prefix = f"{name}: " if name else ""
     from pose.media.safety import MediaLimitError, check_image_header
 
     try:
         check_image_header(data)
     except MediaLimitError as exc:
-        raise UsageError(f"{name}: {exc}") from None
+        raise UsageError(f"{prefix}{exc}") from None
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report a bad image ourselves
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        raise UsageError(f"{name}: not a readable image")
+        raise UsageError(f"{prefix}not a readable image")
     return image
 
 

@@ -143,7 +143,7 @@ class AnalyzeApi:
             raise api_error(web.HTTPBadRequest, "not a readable image: send a PNG, JPEG, GIF, BMP or WebP")
         models = await self._models(fields.get("pose") or request.query.get("pose"))
         try:
-            image = await asyncio.to_thread(decode_image, data, "the image")
+            image = await asyncio.to_thread(decode_image, data)
         except UsageError as exc:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
         loop = asyncio.get_running_loop()
