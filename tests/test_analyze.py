@@ -27,6 +27,7 @@ from harness.server import ROOT, settings_for
 from pose import assets
 from pose.csvio import read_keypoints_csv
 from pose.media.audio import read_audio
+from pose.models import DEFAULT_BACKEND
 from pose.parts import PART_NAMES
 from pose.pipeline import Models
 from pose.spectrogram import StftParams, log_magnitude, spectrogram_png, to_image
@@ -217,7 +218,7 @@ async def test_the_video_endpoint_streams_every_tick_as_extraction_does(
         "source_fps": 10.0,
         "fps": 5.0,
         "ticks": total,
-        "pose": "movenet_lightning",
+        "pose": DEFAULT_BACKEND,
     }
     assert total == 20 and [t["tick"] for t in ticks] == list(range(total))
     assert [t["time_s"] for t in ticks] == [k / fps for k in range(total)]
