@@ -80,7 +80,8 @@ def tone(seconds: float, rate: int, hz: float, amplitude: float = 0.5) -> np.nda
 def music_wav(out: Path) -> Path:
     """The project's sample music (a game's Ogg soundtrack), its first 12 s as a stereo 44.1 kHz WAV, by PyAV."""
     assets.ensure((assets.SAMPLE_MUSIC,))
-    with av.open(str(assets.SAMPLE_MUSIC.path())) as source, av.open(str(out), "w", format="wav") as sink:
+    music = av.open(str(assets.SAMPLE_MUSIC.path()), metadata_errors="replace")  # its tags are not UTF-8
+    with music as source, av.open(str(out), "w", format="wav") as sink:
         audio = source.streams.audio[0]
         stream = sink.add_stream("pcm_s16le", rate=44100, layout="stereo")
         resampler = av.AudioResampler(format="s16", layout="stereo", rate=44100)
