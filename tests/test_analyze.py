@@ -73,6 +73,12 @@ def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
     return path
 
 
+def decode_png(data: bytes) -> np.ndarray:
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert picture is not None, "not a PNG"
+    return picture
+
+
 def tone(seconds: float, rate: int, hz: float, amplitude: float = 0.5) -> np.ndarray:
     return amplitude * np.sin(2 * np.pi * hz * np.arange(round(seconds * rate)) / rate)
 
@@ -123,7 +129,7 @@ def test_spectrogram_shape_is_the_documented_formula_and_blocks_change_nothing(s
         reference = 20 * np.log10(np.maximum(whole, np.finfo(np.float32).tiny) / (STFT.n_fft / 4))
         np.testing.assert_allclose(db, reference, atol=1e-3)
     png, shape = spectrogram_png(y, STFT)
-    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    decoded = decode_png(png)
     assert decoded.dtype == np.uint8 and decoded.shape == shape == db.shape
     assert np.array_equal(decoded, to_image(db, STFT))
 
@@ -165,14 +171,15 @@ async def test_the_image_endpoint_answers_the_cli_json_in_every_form(
         raw = path.read_bytes()
         encoded = base64.b64encode(raw).decode()
         mime = "image/png" if path.suffix == ".png" else "image/jpeg"
-        requests = {
-            "multipart": dict(data=form("image", raw, path.name)),
-            "raw": dict(data=raw, headers={"Content-Type": mime}),
-            "base64": dict(data=encoded, headers={"Content-Type": "text/plain"}),
-            "data URL": dict(data=f"data:{mime};base64,{encoded}", headers={"Content-Type": "text/plain"}),
+        text = {"Content-Type": "text/plain"}
+        requests: dict[str, tuple[Any, dict[str, str]]] = {
+            "multipart": (form("image", raw, path.name), {}),
+            "raw": (raw, {"Content-Type": mime}),
+            "base64": (encoded, text),
+            "data URL": (f"data:{mime};base64,{encoded}", text),
         }
-        for name, kwargs in requests.items():
-            response = await client.post("/api/analyze/image", **kwargs)
+        for name, (body, headers) in requests.items():
+            response = await client.post("/api/analyze/image", data=body, headers=headers)
             assert response.status == 200, (name, await response.text())
             assert await response.json() == want, name
         print(f"\n{path.name}: {len(want['persons'])} people, {len(want['detections'])} boxes, 4 forms == the CLI's")
@@ -202,13 +209,15 @@ async def test_the_video_endpoint_streams_every_tick_as_extraction_does(
 ) -> None:
     fps = 5
     out = tmp_path / "short.csv"
-    extracted = asyncio.create_task(asyncio.to_thread(run_pose, "extract", clips.short, "--fps", fps, "--out", out))
+    command = ("extract", clips.short, "--fps", str(fps), "--out", out)
+    extracted = asyncio.create_task(asyncio.to_thread(run_pose, *command))
     response = await client.post("/api/analyze/video", data=form("video", clips.short.read_bytes(), "s.mp4", fps="5"))
     lines = await read_lines(response)
     await extracted
     header, ticks, end = lines[0], lines[1:-1], lines[-1]
     with av.open(str(clips.short)) as container:
         stream = container.streams.video[0]
+        assert stream.duration is not None and stream.time_base is not None
         duration = Fraction(stream.duration * stream.time_base)
     total = tick_count(duration, fps)
     assert header == {
@@ -287,7 +296,7 @@ async def test_the_spectrogram_of_real_music_has_the_documented_shape(client: Cl
         "X-STFT-Frames": str(frames),
     }
     png = await response.read()
-    picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    picture = decode_png(png)
     assert picture.shape == (1025, frames) and picture.dtype == np.uint8
     assert np.array_equal(picture, to_image(log_magnitude(samples, STFT), STFT))
 
@@ -321,7 +330,7 @@ async def test_a_planted_tone_peaks_on_its_row(client: Client, tmp_path: Path, r
     count = int(response.headers["X-STFT-Samples"])
     if rate == STFT.sample_rate:
         assert count == samples  # nothing resampled, nothing lost
-    picture = cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    picture = decode_png(await response.read())
     assert picture.shape == (STFT.bins, 1 + count // STFT.hop)
     inner = picture[:, 8:-8]
     peaks = set(np.argmax(inner, axis=0).tolist())
