@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import contextlib
 import json
 import logging
 import re
@@ -54,7 +55,7 @@ def image_body(data: bytes) -> bytes:
     if match is not None:
         data = data[match.end() :]
     elif data.startswith(b"data:"):
-        raise ValueError("a data: URL must be base64 (data:image/png;base64,...)")
+        raise ValueError("not base64: a data: URL must say so (data:image/png;base64,...)")
     elif header_image_size(data) is not None or not _BASE64.fullmatch(data):
         return data  # binary: an image (or not, which decoding will say)
     text = re.sub(rb"\s+", b"", data).replace(b"-", b"+").replace(b"_", b"/")
@@ -176,7 +177,8 @@ class AnalyzeApi:
             }
             await response.write(_line(header))
             await self._stream_ticks(response, analyze_ticks(path, fps, models), fps, (path, *self.hide))
-            await response.write_eof()
+            with contextlib.suppress(ConnectionResetError):  # a client gone before the end (logged above)
+                await response.write_eof()
             return response
         finally:
             self.videos_running -= 1
@@ -210,7 +212,9 @@ class AnalyzeApi:
             else:
                 log.exception("video analysis failed after %d ticks", done)
                 reason = "an internal error (logged on the server)"
-            await response.write(_line({"type": "error", "error": f"the analysis stopped: {reason}", "ticks": done}))
+            failed = {"type": "error", "error": f"the analysis stopped: {reason}", "ticks": done}
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(_line(failed))
         finally:
             await asyncio.to_thread(_close, ticks, step)
 
