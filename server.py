@@ -29,7 +29,7 @@ from pose import assets
 from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
-from stream.analyze import AnalyzeApi
+from stream.analyze import AnalyzeApi, warm_up_spectrogram
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.archive import SessionArchive
 from stream.core import SessionLimits
@@ -168,12 +168,12 @@ def create_app(
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
     service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
     sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive)
-    analyze = AnalyzeApi(
+    analysis = AnalyzeApi(
         *(catalog, live_pool, library.upload_path, settings.max_upload_bytes, settings.max_duration_s),
         max_videos=settings.max_video_analyses,
         hide=(settings.data_dir,),
     )
-    app.add_routes([*references.routes(), *sessions.routes(), *analyze.routes(), *_page_routes(settings.web_dir)])
+    app.add_routes([*references.routes(), *sessions.routes(), *analysis.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
 
@@ -198,7 +198,8 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         await jobs.resume()
         _seed(library, jobs, settings)
         jobs.backfill()  # references built before calibration and moves existed
-        await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
+        models_ready = asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
+        await asyncio.gather(models_ready, asyncio.to_thread(warm_up_spectrogram))
         background = [
             asyncio.create_task(registry.purge_forever(), name="session-purger"),
             asyncio.create_task(archive.purge_forever(), name="store-purger"),

@@ -82,6 +82,12 @@ def spectrogram_headers(params: StftParams, samples: int, shape: tuple[int, int]
     }
 
 
+def warm_up_spectrogram() -> None:
+    """Compute one tiny spectrogram: librosa loads its modules on first use (seconds), better at start-up than in a
+    user's first request."""
+    spectrogram_png(np.zeros(STFT.n_fft, np.float32), STFT)
+
+
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
