@@ -26,7 +26,7 @@ OPEN_OPTIONS = {
 # formats. The same rule: no playlists, no scripts.
 AUDIO_DEMUXERS = (*VIDEO_DEMUXERS, "wav", "w64", "aiff", "flac", "mp3", "aac", "caf")
 AUDIO_OPEN_OPTIONS = {**OPEN_OPTIONS, "format_whitelist": ",".join(AUDIO_DEMUXERS)}
-# Images for `python -m pose image`: 50 MP (a phone's full-size photo is 12-48 MP).
+# Images for `python -m pose image` and `POST /api/analyze/image`: 50 MP (a phone's full-size photo is 12-48 MP).
 MAX_IMAGE_SIDE = 16384
 MAX_IMAGE_PIXELS = 50_000_000
 
