@@ -33,6 +33,7 @@ from pose import assets
 from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
+from stream.analyze import AnalyzeApi, warm_up_spectrogram
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.archive import SessionArchive
 from stream.core import SessionLimits
@@ -53,6 +54,7 @@ ROOT = Path(__file__).resolve().parent
 SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
 OFFER_RATE = Rate(burst=10, per_minute=20)  # a page that reconnects a few times is never held up
 UPLOAD_RATE = Rate(burst=5, per_minute=2)  # each upload is a build of minutes on the single job worker
+ANALYZE_RATE = Rate(burst=10, per_minute=30)  # an image or a spectrogram: well under a second of work each
 SESSION_LIMITS = SessionLimits()
 DEFAULT_RETENTION_DAYS = 90.0
 MEMORY_RETENTION_S = 600.0  # an ended session is also served from memory this long (at most its retention)
@@ -76,7 +78,11 @@ class Settings:
         cores carry on the default backend with nearly every tick kept; a session on a tf-pose reference costs
         about as much as three, so a server whose references are tf-pose's should run with --max-sessions 1
         (docs/reliability.md, "Session cap").
-    offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
+    offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond);
+        `upload_rate` also limits `POST /api/analyze/video` (minutes of model work, like a build).
+    analyze_rate: per client address on `POST /api/analyze/image` and `POST /api/analyze/audio` (429 beyond).
+    max_video_analyses: `POST /api/analyze/video` requests at once (503 beyond); their ticks share the live
+        inference workers with the sessions.
     connect_timeout_s: a session whose ICE/DTLS never completes is ended after this.
     media_timeout_s: a connected session that hears nothing from its client (no webcam frame, no control
         message) this long is ended (a killed client; ICE consent would only fail it after ~30 s).
@@ -110,6 +116,8 @@ class Settings:
     max_offer_bytes: int = MAX_OFFER_BYTES
     offer_rate: Rate = OFFER_RATE
     upload_rate: Rate = UPLOAD_RATE
+    analyze_rate: Rate = ANALYZE_RATE
+    max_video_analyses: int = 1
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None
     connect_timeout_s: float = SESSION_LIMITS.connect_timeout_s
@@ -149,6 +157,8 @@ def create_app(
     set of models (then only its backend is offered); `analyzer` makes one per session."""
     catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
     rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
+    rates |= {"POST /api/analyze/video": settings.upload_rate}
+    rates |= {f"POST /api/analyze/{kind}": settings.analyze_rate for kind in ("image", "audio")}
     guard = guard_middleware(rates, settings.allowed_origins, time.monotonic, settings.allowed_hosts)
     app = web.Application(middlewares=[guard])
     app[MODELS] = catalog
@@ -172,7 +182,13 @@ def create_app(
     app[STATE] = state = ServerState()
     sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive, lambda: state.draining)
     health = HealthApi(service, store, state, jobs.owner)
-    app.add_routes([*references.routes(), *sessions.routes(), *health.routes(), *_page_routes(settings.web_dir)])
+    analysis = AnalyzeApi(
+        *(catalog, live_pool, library.upload_path, settings.max_upload_bytes, settings.max_duration_s),
+        max_videos=settings.max_video_analyses,
+        hide=(settings.data_dir,),
+    )
+    routes = [*references.routes(), *sessions.routes(), *health.routes(), *analysis.routes()]
+    app.add_routes([*routes, *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
 
@@ -197,7 +213,8 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         await jobs.resume()
         _seed(library, jobs, settings)
         jobs.backfill()  # references built before calibration and moves existed
-        await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
+        models_ready = asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
+        await asyncio.gather(models_ready, asyncio.to_thread(warm_up_spectrogram))
         background = [
             asyncio.create_task(registry.purge_forever(), name="session-purger"),
             asyncio.create_task(archive.purge_forever(), name="store-purger"),

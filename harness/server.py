@@ -30,8 +30,9 @@ START_TIMEOUT_S = 180.0  # loading TensorFlow and the models on a busy machine
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     """Test settings: no seeding unless asked, two live workers as on the target machine, no rate limits (the
     tests of the limits set their own)."""
-    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2, offer_rate=UNLIMITED, upload_rate=UNLIMITED)
-    return dataclasses.replace(settings, **overrides)
+    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2)
+    unlimited = {"offer_rate": UNLIMITED, "upload_rate": UNLIMITED, "analyze_rate": UNLIMITED}
+    return dataclasses.replace(settings, **{**unlimited, **overrides})
 
 
 def free_port() -> int:

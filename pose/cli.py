@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import cv2
 import numpy as np
@@ -17,6 +17,10 @@ from pose import assets
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, backend_spec
 from pose.ticks import as_rate
+
+if TYPE_CHECKING:
+    from pose.pipeline import Models
+    from pose.types import FrameAnalysis
 
 log = logging.getLogger("pose")
 
@@ -119,14 +123,11 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_image(args: argparse.Namespace) -> int:
-    from pose.types import analysis_to_dict
-
     image = read_image(args.image)
-    from pose.pipeline import FrameAnalyzer, load_models
+    from pose.pipeline import load_models
 
     models = load_models(args.data_dir, args.pose_size, args.pose)
-    analysis = FrameAnalyzer(models).analyze(image)
-    report = {"pose": models.pose.name, **analysis_to_dict(analysis)}
+    analysis, report = analyze_image(models, image)
     if args.annotated:
         if not cv2.imwrite(str(args.annotated), draw_analysis(image, analysis)):
             raise UsageError(f"{args.annotated}: could not write an image there")
@@ -137,19 +138,36 @@ def run_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def analyze_image(models: Models, image: np.ndarray) -> tuple[FrameAnalysis, dict[str, Any]]:
+    """One image's analysis and its report, the JSON of `image --json` (and of `POST /api/analyze/image`)."""
+    from pose.pipeline import FrameAnalyzer
+    from pose.types import analysis_to_dict
+
+    analysis = FrameAnalyzer(models).analyze(image)
+    return analysis, {"pose": models.pose.name, **analysis_to_dict(analysis)}
+
+
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    from pose.media.safety import MediaLimitError, check_image_file
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, name: str | None = None) -> np.ndarray:
+    """An encoded image → (h, w, 3) BGR; UsageError (its message starting with `name`, if any) when it is not one
+    or its header claims more pixels than the limits allow (a decompression bomb is refused before OpenCV decodes
+    it)."""
+    prefix = f"{name}: " if name else ""
+    from pose.media.safety import MediaLimitError, check_image_header
 
     try:
-        check_image_file(path)  # a decompression bomb is refused from its header, before OpenCV decodes it
+        check_image_header(data)
     except MediaLimitError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        raise UsageError(f"{prefix}{exc}") from None
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report a bad image ourselves
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        raise UsageError(f"{path}: not a readable image")
+        raise UsageError(f"{prefix}not a readable image")
     return image
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,18 +185,62 @@ def extract_video(
 ) -> ExtractResult:
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
-    The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
-    runs (they only pick the main dancer and are drawn). Outputs appear only when the whole video was
-    processed; on any error nothing is left behind. mirrored: analyse every frame flipped left to right and
-    write the result flipped back (`FrameAnalysis.mirrored`): the same video in the same coordinates, seen
-    by the models a second time through other pixels (`pose.calibration` measures a match by it).
+    The ticks are those of `analyze_ticks`. Outputs appear only when the whole video was processed; on any error
+    nothing is left behind. mirrored: see `analyze_ticks`.
     """
-    from pose.media.video import AnnotatedWriter, VideoError, iter_frames, probe_video
+    from pose.media.video import AnnotatedWriter, probe_video
+
+    info = probe_video(video)
+    total = tick_count(info.duration_s, fps)
+    clock = _Stopwatch()
+    found = done = 0
+    started = time.perf_counter()
+    writer = AnnotatedWriter(annotated, info, fps) if annotated else None
+    try:
+        with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
+            csv_writer = KeypointCsvWriter(stream)
+            for k, image, analysis in analyze_ticks(video, fps, models, detect_interval_s, clock, mirrored):
+                csv_writer.append(k, float(tick_time(k, fps)), analysis)
+                clock.lap("csv")
+                if writer:
+                    writer.write(k, draw_analysis(image, analysis))
+                    clock.lap("draw_encode")
+                found += len(analysis.poses) > 0
+                done += 1
+                if progress:
+                    progress(done, total)
+            if writer:
+                writer.close()
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    return ExtractResult(done, found, time.perf_counter() - started, clock.laps)
+
+
+def analyze_ticks(
+    video: Path,
+    fps: float,
+    models: Models,
+    detect_interval_s: float = DETECT_INTERVAL_S,
+    clock: _Stopwatch | None = None,
+    mirrored: bool = False,
+) -> Generator[tuple[int, np.ndarray, FrameAnalysis], None, None]:
+    """(k, BGR image, analysis) for every tick k = 0..K-1 of `video` at `fps` (pose.ticks: K = ceil(D · F), the
+    frame on screen at k / F), in order; VideoError at the end when fewer ticks could be decoded.
+
+    The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
+    runs (they only pick the main dancer and are drawn). `clock` gets the decode and model laps. mirrored:
+    analyse every frame flipped left to right and give the result flipped back (`FrameAnalysis.mirrored`): the
+    same video in the same coordinates, seen by the models a second time through other pixels
+    (`pose.calibration` measures a match by it).
+    """
+    from pose.media.video import VideoError, iter_frames, probe_video
 
     info = probe_video(video)
     total = tick_count(info.duration_s, fps)
     analyzer = FrameAnalyzer(models)
-    clock = _Stopwatch()
+    clock = clock or _Stopwatch()
 
     def detect(image: np.ndarray) -> Detections:
         clock.lap("decode")
@@ -210,34 +254,15 @@ def extract_video(
     if mirrored:
         images = ((k, _flipped(image)) for k, image in images)
     every = max(1, round(detect_interval_s * fps))
-    found = done = 0
-    started = time.perf_counter()
-    writer = AnnotatedWriter(annotated, info, fps) if annotated else None
-    try:
-        with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
-            csv_writer = KeypointCsvWriter(stream)
-            for k, image, people in detect_every(images, total, every, detect):
-                clock.lap("decode")  # demux + decode + colour conversion since the previous lap
-                analysis = analyzer.analyze(image, people)
-                if mirrored:
-                    analysis, image = analysis.mirrored(), _flipped(image)
-                clock.restart()
-                csv_writer.append(k, float(tick_time(k, fps)), analysis)
-                clock.lap("csv")
-                if writer:
-                    writer.write(k, draw_analysis(image, analysis))
-                    clock.lap("draw_encode")
-                _add(clock.laps, analysis.timings)
-                found += len(analysis.poses) > 0
-                done += 1
-                if progress:
-                    progress(done, total)
-            if done != total:
-                raise VideoError(f"{video}: decoded {done} of {total} ticks; the file is damaged")
-            if writer:
-                writer.close()
-    except BaseException:
-        if writer:
-            writer.abort()
-        raise
-    return ExtractResult(done, found, time.perf_counter() - started, clock.laps)
+    done = 0
+    for k, image, people in detect_every(images, total, every, detect):
+        clock.lap("decode")  # demux + decode + colour conversion since the previous lap
+        analysis = analyzer.analyze(image, people)
+        if mirrored:
+            analysis, image = analysis.mirrored(), _flipped(image)
+        clock.restart()
+        _add(clock.laps, analysis.timings)
+        done += 1
+        yield k, image, analysis
+    if done != total:
+        raise VideoError(f"{video}: decoded {done} of {total} ticks; the file is damaged")

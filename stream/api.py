@@ -11,14 +11,14 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from pose.media.video import VideoError, probe_video
+from pose.media.video import VideoError, VideoInfo, probe_video
 from stream.archive import SessionArchive
 from stream.limits import read_body
 from stream.live import SessionRegistry, SessionsFull
@@ -114,7 +114,7 @@ class ReferencesApi:
         path = self.library.upload_path()
         try:
             fields, filename = await self._receive(request, path)
-            title, fps = _title(fields.get("title"), filename), _fps(fields.get("fps"))
+            title, fps = _title(fields.get("title"), filename), parse_fps(fields.get("fps"))
             pose = self._pose(fields.get("pose"))
             await self._check_video(path)
             job = self.jobs.submit(path, title, fps, remove_source=True, pose=pose)
@@ -126,43 +126,7 @@ class ReferencesApi:
 
     async def _receive(self, request: web.Request, path: Path) -> tuple[dict[str, str], str | None]:
         """Stream the `video` part to `path` (size-limited) and collect the small fields."""
-        fields: dict[str, str] = {}
-        filename: str | None = None
-        got_video = False
-        parts = 0
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                parts += 1
-                if parts > MAX_PARTS:
-                    raise api_error(web.HTTPBadRequest, f"the form has more than {MAX_PARTS} fields")
-                if not isinstance(part, BodyPartReader):
-                    raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
-                if part.name == "video" and not got_video:
-                    filename, got_video = part.filename, True
-                    await self._save(part, path)
-                elif part.name == "video":
-                    raise api_error(web.HTTPBadRequest, "send one 'video' file per upload")
-                elif part.name in ("title", "fps", "pose") and part.name not in fields:
-                    fields[part.name] = await _small_field(part)
-                else:  # skipped, but read within the field limit: an unknown part must not stream forever
-                    await _small_field(part)
-        except ValueError as exc:  # a malformed multipart body
-            raise api_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from None
-        if not got_video:
-            raise api_error(web.HTTPBadRequest, "the form has no 'video' file field")
-        return fields, filename
-
-    async def _save(self, part: BodyPartReader, path: Path) -> None:
-        size = 0
-        with path.open("wb") as out:
-            while chunk := await part.read_chunk(CHUNK):
-                size += len(chunk)
-                if size > self.max_upload_bytes:
-                    raise self._too_large(size)
-                out.write(chunk)
-        if size == 0:
-            raise api_error(web.HTTPBadRequest, "the video file is empty")
+        return await receive_upload(request, "video", path, ("title", "fps", "pose"), self.max_upload_bytes)
 
     def _pose(self, text: str | None) -> str | None:
         if text is None or not text.strip():
@@ -173,26 +137,85 @@ class ReferencesApi:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
 
     def _too_large(self, size: int) -> web.HTTPException:
-        limit_mb = self.max_upload_bytes / 2**20
-        return api_error(
-            web.HTTPRequestEntityTooLarge,
-            f"the video is larger than the {limit_mb:g} MB limit",
-            max_size=self.max_upload_bytes,
-            actual_size=size,
-        )
+        return upload_too_large("video", self.max_upload_bytes, size)
 
     async def _check_video(self, path: Path) -> None:
-        try:
-            info = await asyncio.to_thread(probe_video, path)
-        except VideoError as exc:
-            reason = video_error_reason(exc, (path, self.library.root))
-            raise api_error(web.HTTPBadRequest, f"not a readable video: {reason}") from None
-        if info.duration_s > self.max_duration_s:
-            limit = self.max_duration_s
-            limit_text = f"{limit / 60:g} minutes" if limit >= 60 else f"{limit:g} seconds"
-            raise api_error(
-                web.HTTPBadRequest, f"the video is longer than {limit_text} ({float(info.duration_s):.0f} s)"
-            )
+        await check_video_upload(path, self.max_duration_s, (path, self.library.root))
+
+
+async def receive_upload(
+    request: web.Request, field: str, path: Path, names: tuple[str, ...], max_bytes: int, raw: bool = False
+) -> tuple[dict[str, str], str | None]:
+    """Stream the file of a multipart/form-data body's part `field` to `path` (at most `max_bytes`: 413 beyond) and
+    collect the small fields `names`; with `raw`, a body of another type is the file itself. Returns the fields
+    and the file's name. 400 for a malformed form, a missing or empty file."""
+    if request.content_type != "multipart/form-data":
+        if not raw:
+            raise api_error(web.HTTPBadRequest, f"send multipart/form-data with a '{field}' file field")
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise upload_too_large(field, max_bytes, request.content_length)
+        await _save(request.content.read, path, field, max_bytes)
+        return {}, None
+    fields: dict[str, str] = {}
+    filename: str | None = None
+    got_file = False
+    parts = 0
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            parts += 1
+            if parts > MAX_PARTS:
+                raise api_error(web.HTTPBadRequest, f"the form has more than {MAX_PARTS} fields")
+            if not isinstance(part, BodyPartReader):
+                raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
+            if part.name == field and not got_file:
+                filename, got_file = part.filename, True
+                await _save(part.read_chunk, path, field, max_bytes)
+            elif part.name == field:
+                raise api_error(web.HTTPBadRequest, f"send one '{field}' file per request")
+            elif part.name in names and part.name not in fields:
+                fields[part.name] = await _small_field(part)
+            else:  # skipped, but read within the field limit: an unknown part must not stream forever
+                await _small_field(part)
+    except ValueError as exc:  # a malformed multipart body
+        raise api_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from None
+    if not got_file:
+        raise api_error(web.HTTPBadRequest, f"the form has no '{field}' file field")
+    return fields, filename
+
+
+async def _save(read: Callable[[int], Awaitable[bytes]], path: Path, what: str, max_bytes: int) -> None:
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise upload_too_large(what, max_bytes, size)
+            out.write(chunk)
+    if size == 0:
+        raise api_error(web.HTTPBadRequest, f"the {what} file is empty")
+
+
+def upload_too_large(what: str, max_bytes: int, size: int) -> web.HTTPException:
+    return api_error(
+        web.HTTPRequestEntityTooLarge,
+        f"the {what} is larger than the {max_bytes / 2**20:g} MB limit",
+        max_size=max_bytes,
+        actual_size=size,
+    )
+
+
+async def check_video_upload(path: Path, max_duration_s: float, hide: tuple[Path, ...]) -> VideoInfo:
+    """The probed upload; 400 (its message without the paths `hide`) when it is not a readable video or is longer
+    than `max_duration_s`."""
+    try:
+        info = await asyncio.to_thread(probe_video, path)
+    except VideoError as exc:
+        raise api_error(web.HTTPBadRequest, f"not a readable video: {video_error_reason(exc, hide)}") from None
+    if info.duration_s > max_duration_s:
+        limit_text = f"{max_duration_s / 60:g} minutes" if max_duration_s >= 60 else f"{max_duration_s:g} seconds"
+        raise api_error(web.HTTPBadRequest, f"the video is longer than {limit_text} ({float(info.duration_s):.0f} s)")
+    return info
 
 
 async def _small_field(part: BodyPartReader) -> str:
@@ -212,7 +235,8 @@ def _title(text: str | None, filename: str | None) -> str:
     return title[:MAX_TITLE]
 
 
-def _fps(text: str | None) -> float:
+def parse_fps(text: str | None) -> float:
+    """A form or query field's tick rate: DEFAULT_FPS when absent or blank, 400 outside (0, 60]."""
     if text is None or not text.strip():
         return DEFAULT_FPS
     try:

@@ -25,6 +25,7 @@ PURE = {
     "pose.models.movenet_post": HEAVY,
     "pose.pipeline": HEAVY,
     "pose.cli": HEAVY,
+    "pose.spectrogram": HEAVY,
     "stream.clock": HEAVY,
     "stream.session": ("tensorflow", "aiortc"),
     "stream.protocol": ("tensorflow", "aiortc", "aiohttp"),
