@@ -6,8 +6,11 @@
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and follows the frames
 sent: it is `--start` + the media time of the newest frame handed to WebRTC (+ the time since, up to one frame
 interval), sent on the `control` channel 20 times a second. So the clip's dancer is always where the clock says,
-as a webcam's user is, even when the machine encodes slower than real time: a webcam would drop frames then, the
-file player instead sends every frame, later and later, and a wall-clock clock would run ahead of them.
+as a webcam's user is. A file player hands every frame, later and later when the machine encodes slower than
+real time; like a webcam, the client drops a frame that is more than `LATE_DROP_S` behind the time since the
+first (`ClientResult.frames_dropped`), so the clock keeps the pace of the wall clock: the server's clock model
+(`stream.clock`) runs at the playback rate between messages, and a clock that stalls with the encoder would have
+it run ahead of the frames.
 
 The returned annotated video is recorded; the keypoint, score and move CSVs and the session's metadata
 (session.json: pose backends, tick rate, tick counts, warnings, latency, tier counts) are downloaded with the
@@ -44,6 +47,7 @@ CLOCK_INTERVAL_S = 0.05
 CONNECT_TIMEOUT_S = 30.0
 SETTLE_S = 1.0  # after the clock stops: time for the last analysis and its score to come back
 FRAME_SLACK_S = 1 / 15  # the clock runs on from the newest frame sent for at most this long (two 30 fps frames)
+LATE_DROP_S = 1 / 15  # a frame further behind than this is dropped, as a webcam drops what the encoder misses
 
 # (frame, loop time). Convert frames in a hook with a `stream.tracks.BgrConverter` of its own, not `to_ndarray`:
 # aiortc's encoder thread may be converting the same frame, and PyAV's per-frame scaler is not thread-safe.
@@ -71,6 +75,7 @@ class ClientResult:
     clock_end: float | None = None
     clock_messages: int = 0
     frames_sent: int = 0
+    frames_dropped: int = 0  # by the client, too late to send (see the module docstring)
     frames_received: int = 0
     scores: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] | None = None
@@ -105,16 +110,23 @@ class _SentTrack(MediaStreamTrack):
         self.first_sent = asyncio.Event()
         self.started_at = 0.0
         self.count = 0
+        self.dropped = 0
         self.media_s = 0.0  # media time of the newest frame handed over (from the first frame)
         self.sent_at = 0.0  # loop time it was handed over
         self._first_media_s: float | None = None
 
     async def recv(self) -> av.VideoFrame:
-        frame = await self.source.recv()
-        if not isinstance(frame, av.VideoFrame):
-            raise MediaStreamError("expected video frames")
-        now = asyncio.get_running_loop().time()
-        media = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        while True:
+            frame = await self.source.recv()
+            if not isinstance(frame, av.VideoFrame):
+                raise MediaStreamError("expected video frames")
+            now = asyncio.get_running_loop().time()
+            media = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+            if media is None or self._first_media_s is None:
+                break
+            if (now - self.started_at) - (media - self._first_media_s) <= LATE_DROP_S:
+                break
+            self.dropped += 1
         if not self.first_sent.is_set():
             self.started_at = now
             self._first_media_s = media
@@ -208,6 +220,7 @@ async def run_session(
                     await asyncio.gather(beside, return_exceptions=True)
             await asyncio.sleep(SETTLE_S)
             result.frames_sent, result.frames_received = webcam.count, returned[0].count if returned else 0
+            result.frames_dropped = webcam.dropped
         finally:
             await pc.close()
             webcam.stop()
