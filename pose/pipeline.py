@@ -17,6 +17,7 @@ from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
+from pose.privacy import SequenceMosaic, face_boxes
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
@@ -176,12 +177,14 @@ def extract_video(
     annotated: Path | None = None,
     progress: Progress | None = None,
     detect_interval_s: float = DETECT_INTERVAL_S,
+    mosaic: bool = True,
 ) -> ExtractResult:
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
     The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
-    runs (they only pick the main dancer and are drawn). Outputs appear only when the whole video was
-    processed; on any error nothing is left behind.
+    runs (they only pick the main dancer and are drawn). With `mosaic`, faces in the annotated MP4 are
+    mosaicked over the skeletons (`pose.privacy`; each frame waits for the ticks that decide its boxes). Outputs
+    appear only when the whole video was processed; on any error nothing is left behind.
     """
     from pose.media.video import AnnotatedWriter, VideoError, iter_frames, probe_video
 
@@ -201,6 +204,16 @@ def extract_video(
     found = done = 0
     started = time.perf_counter()
     writer = AnnotatedWriter(annotated, info, fps) if annotated else None
+    faces = SequenceMosaic() if writer and mosaic else None
+    written = 0
+
+    def write(images: list[np.ndarray]) -> None:
+        nonlocal written
+        for image in images:
+            assert writer is not None
+            writer.write(written, image)
+            written += 1
+
     try:
         with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
             csv_writer = KeypointCsvWriter(stream)
@@ -211,7 +224,11 @@ def extract_video(
                 csv_writer.append(k, float(tick_time(k, fps)), analysis)
                 clock.lap("csv")
                 if writer:
-                    writer.write(k, draw_analysis(image, analysis))
+                    drawn, t = draw_analysis(image, analysis), float(tick_time(k, fps))
+                    if faces is None:
+                        write([drawn])
+                    else:
+                        write(faces.tick(t, face_boxes(analysis)) + faces.frame(t, drawn))
                     clock.lap("draw_encode")
                 _add(clock.laps, analysis.timings)
                 found += len(analysis.poses) > 0
@@ -221,6 +238,7 @@ def extract_video(
             if done != total:
                 raise VideoError(f"{video}: decoded {done} of {total} ticks; the file is damaged")
             if writer:
+                write(faces.finish() if faces else [])
                 writer.close()
     except BaseException:
         if writer:
