@@ -17,7 +17,7 @@ from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
-from pose.privacy import SequenceMosaic, face_boxes
+from pose.privacy import Regions, SequenceMosaic
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
@@ -164,6 +164,7 @@ class ExtractResult:
     found: int  # ticks where a main dancer was found
     seconds: float
     timings: dict[str, float]  # summed over ticks, seconds
+    mosaicked: tuple[Regions, ...] = ()  # per annotated frame, the regions its faces were mosaicked in
 
 
 Progress = Callable[[int, int], None]
@@ -228,7 +229,7 @@ def extract_video(
                     if faces is None:
                         write([drawn])
                     else:
-                        write(faces.tick(t, face_boxes(analysis)) + faces.frame(t, drawn))
+                        write(faces.tick(t, analysis) + faces.frame(t, drawn))
                     clock.lap("draw_encode")
                 _add(clock.laps, analysis.timings)
                 found += len(analysis.poses) > 0
@@ -244,4 +245,5 @@ def extract_video(
         if writer:
             writer.abort()
         raise
-    return ExtractResult(done, found, time.perf_counter() - started, clock.laps)
+    regions = tuple(faces.regions) if faces else ()
+    return ExtractResult(done, found, time.perf_counter() - started, clock.laps, regions)

@@ -12,12 +12,13 @@ Rules (pixels throughout; boxes are x1, y1, x2, y2):
 - **A person the detector boxed but no pose covers** (single-person backends place only the main dancer): the
   top `DETECTION_HEAD_SHARE` of their person box, across its whole width (`detection_face_box`).
 - **Between ticks** (`FaceTrack`): boxes are linked from tick to tick into tracks (nearest centre within one box
-  side). A track missed at a tick is covered there by its box from the nearest tick within `grace` ticks that
-  saw it (before or after; both: the box around the two), so a face the model misses for a tick, or finds a tick
-  late, stays covered. A frame between two ticks gets, per track, the box linearly interpolated between them
-  when both cover it, else the box of the one that does (a face leaving is held to the next tick, a face
-  arriving is covered from the previous tick on); a frame at or after the last tick gets the last tick's boxes,
-  and one before the first tick the first tick's.
+  side, a pose's box only to a pose's, a person box's only to a person box's, so a face that loses its keypoints
+  is held where they put it). A track missed at a tick is covered there by its box from the nearest tick within
+  `grace` ticks that saw it (before or after; both: the box around the two), so a face the model misses for a
+  tick, or finds a tick late, stays covered. A frame between two ticks gets, per track, the box linearly
+  interpolated between them when both cover it, else the box of the one that does (a face leaving is held to
+  the next tick, a face arriving is covered from the previous tick on); a frame at or after the last tick gets
+  the last tick's boxes, and one before the first tick the first tick's.
 - **Mosaic** (`mosaic`): overlapping boxes are merged into their union first, so each pixel belongs to one
   region; each region is replaced by blocks (`BLOCKS_ACROSS` across its longer side, at least `MIN_BLOCK` px)
   whose grid starts at the region's top-left corner, each block the mean of its pixels.
@@ -94,20 +95,48 @@ def detection_face_box(box: FloatArray) -> FloatArray:
     return np.array([x1, y1, x2, y1 + DETECTION_HEAD_SHARE * (y2 - y1)], np.float32)
 
 
-def face_boxes(analysis: FrameAnalysis) -> FloatArray:
-    """(n, 4) face boxes in pixels of everyone in one tick's analysis: each pose with a head part found, and each
-    person box that no pose's extent matches."""
+FROM_POSE, FROM_PERSON_BOX = 0, 1  # what placed a face box; boxes are linked across ticks only to their own kind
+
+
+@dataclass(frozen=True)
+class Faces:
+    """One tick's face boxes (n, 4) in pixels and what placed each (n,): FROM_POSE or FROM_PERSON_BOX."""
+
+    boxes: FloatArray
+    kinds: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, faces: Faces | FrameAnalysis | FloatArray) -> Faces:
+        """`faces`, the faces of an analysis (`faces_of`), or bare boxes (all FROM_POSE)."""
+        if isinstance(faces, Faces):
+            return faces
+        if isinstance(faces, FrameAnalysis):
+            return faces_of(faces)
+        boxes = np.asarray(faces, np.float32).reshape(-1, 4)
+        return cls(boxes, np.zeros(len(boxes), np.int64))
+
+
+def faces_of(analysis: FrameAnalysis) -> Faces:
+    """The face boxes of everyone in one tick's analysis, in its pixels: each pose with a head part found, and
+    each person box that no pose's extent matches."""
     w, h = analysis.width, analysis.height
     poses = analysis.poses
     xy = np.where(np.isfinite(poses.xy), poses.xy, 0) * np.array([w, h], np.float32)
     found = poses.found & np.isfinite(poses.xy).all(axis=-1)
     boxes = [b for b in (face_box(xy[i], found[i], min(w, h)) for i in range(len(poses))) if b is not None]
+    posed = len(boxes)
     people = analysis.detections.boxes * np.array([w, h, w, h], np.float32)
     if len(people):
         extents = poses.boxes()[found.any(axis=1)] * np.array([w, h, w, h], np.float32)
         matched = iou_matrix(people, extents).max(axis=1) >= DETECTION_MATCH_IOU if len(extents) else None
         boxes += [detection_face_box(b) for i, b in enumerate(people) if matched is None or not matched[i]]
-    return np.array(boxes, np.float32).reshape(-1, 4)
+    kinds = np.array([FROM_POSE] * posed + [FROM_PERSON_BOX] * (len(boxes) - posed), np.int64)
+    return Faces(np.array(boxes, np.float32).reshape(-1, 4), kinds)
+
+
+def face_boxes(analysis: FrameAnalysis) -> FloatArray:
+    """(n, 4) the boxes of `faces_of(analysis)`."""
+    return faces_of(analysis).boxes
 
 
 @dataclass
@@ -127,28 +156,31 @@ class FaceTrack:
             raise ValueError(f"grace must be >= 0 ticks, got {grace}")
         self.grace = grace
         self._ticks: deque[_Tick] = deque(maxlen=2 * grace + 3)
-        self._last_box: dict[int, tuple[int, FloatArray]] = {}  # track id -> (tick number last seen, box)
+        self._last_box: dict[int, tuple[int, FloatArray, int]] = {}  # track id -> (tick last seen, box, kind)
         self._count = 0
         self._next_id = 0
         self._finished = False
 
-    def add(self, t: float, boxes: FloatArray) -> None:
-        """The face boxes (n, 4) found at tick time `t` (after every earlier tick's)."""
+    def add(self, t: float, faces: Faces | FloatArray) -> None:
+        """The faces (or bare boxes (n, 4)) found at tick time `t` (after every earlier tick's)."""
         if self._finished:
             raise RuntimeError("no ticks may be added after finish()")
         if self._ticks and t <= self._ticks[-1].time:
             raise ValueError(f"ticks must be added in increasing time: {t} after {self._ticks[-1].time}")
         alive = {k: v for k, v in self._last_box.items() if self._count - v[0] <= self.grace + 1}
         self._last_box = alive
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        found = Faces.of(faces)
+        boxes = found.boxes
         ids = list(alive)
-        pairs = _nearest_pairs(np.array([alive[k][1] for k in ids], np.float32).reshape(-1, 4), boxes)
+        old = np.array([alive[k][1] for k in ids], np.float32).reshape(-1, 4)
+        pairs = _nearest_pairs(old, boxes, np.array([alive[k][2] for k in ids], np.int64), found.kinds)
         seen = {ids[i]: boxes[j] for i, j in pairs}
+        kind = {ids[i]: int(found.kinds[j]) for i, j in pairs}
         for j in sorted(set(range(len(boxes))) - {j for _, j in pairs}):
-            seen[self._next_id] = boxes[j]
+            seen[self._next_id], kind[self._next_id] = boxes[j], int(found.kinds[j])
             self._next_id += 1
         for k, box in seen.items():
-            self._last_box[k] = (self._count, box)
+            self._last_box[k] = (self._count, box, kind[k])
         self._ticks.append(_Tick(t, seen))
         self._count += 1
         self._update_covers()
@@ -164,7 +196,7 @@ class FaceTrack:
         """Frames at times <= this have their final boxes (-inf before enough ticks; inf after `finish`)."""
         if self._finished:
             return math.inf
-        if len(self._ticks) < self.grace + 2:
+        if len(self._ticks) <= self.grace:
             return -math.inf
         return self._ticks[-1 - self.grace].time
 
@@ -200,12 +232,16 @@ class FaceTrack:
             ticks[n].covered = covered
 
 
-def _nearest_pairs(a: FloatArray, b: FloatArray) -> list[tuple[int, int]]:
-    """Greedy one-to-one pairs (i, j), nearest centres first, each closer than the larger of the two boxes' sides."""
+def _nearest_pairs(
+    a: FloatArray, b: FloatArray, kinds_a: npt.NDArray[np.int64], kinds_b: npt.NDArray[np.int64]
+) -> list[tuple[int, int]]:
+    """Greedy one-to-one pairs (i, j) of the same kind, nearest centres first, each closer than the larger of the
+    two boxes' sides."""
     if not len(a) or not len(b):
         return []
     ca, cb = (a[:, :2] + a[:, 2:]) / 2, (b[:, :2] + b[:, 2:]) / 2
     distance = np.hypot(*(ca[:, None] - cb[None]).transpose(2, 0, 1))
+    distance[kinds_a[:, None] != kinds_b[None]] = np.inf
     side = np.maximum((a[:, 2:] - a[:, :2]).max(axis=1)[:, None], (b[:, 2:] - b[:, :2]).max(axis=1)[None])
     pairs: list[tuple[int, int]] = []
     used_a: set[int] = set()
@@ -287,10 +323,12 @@ class SequenceMosaic:
 
     def __init__(self, grace: int = GRACE_TICKS) -> None:
         self.track = FaceTrack(grace)
+        self.regions: list[Regions] = []  # what was pixelated on each frame released, in order
         self._held: deque[tuple[float, npt.NDArray[np.uint8]]] = deque()
 
-    def tick(self, t: float, boxes: FloatArray) -> list[npt.NDArray[np.uint8]]:
-        self.track.add(t, boxes)
+    def tick(self, t: float, faces: Faces | FrameAnalysis | FloatArray) -> list[npt.NDArray[np.uint8]]:
+        """The faces at tick time `t`: given, or of an analysis (`faces_of`), or bare boxes."""
+        self.track.add(t, Faces.of(faces))
         return self._release()
 
     def frame(self, t: float, image: npt.NDArray[np.uint8]) -> list[npt.NDArray[np.uint8]]:
@@ -306,19 +344,19 @@ class SequenceMosaic:
         final = self.track.final_until()
         while self._held and self._held[0][0] <= final:
             t, image = self._held.popleft()
-            mosaic(image, self.track.covers(t))
+            self.regions.append(mosaic(image, self.track.covers(t)))
             done.append(image)
         return done
 
 
 def mosaic_frames(
     frames: Iterable[tuple[float, npt.NDArray[np.uint8]]],
-    ticks: Iterable[tuple[float, FloatArray]],
+    ticks: Iterable[tuple[float, Faces | FrameAnalysis | FloatArray]],
     grace: int = GRACE_TICKS,
 ) -> Iterator[npt.NDArray[np.uint8]]:
-    """Each frame of `frames` ((time s, (h, w, 3) uint8) in time order) mosaicked in place where `ticks` ((time s,
-    face boxes (n, 4) in that frame's pixels, e.g. `face_boxes(analysis)`) in time order) put faces, in order.
-    Reads `ticks` only as far as the frames need."""
+    """Each frame of `frames` ((time s, (h, w, 3) uint8) in time order) mosaicked in place where `ticks` put
+    faces, in order. `ticks`: (time s, the tick's analysis of a frame the same size, or its `Faces`, or bare boxes
+    in the frames' pixels), in time order; read only as far as the frames need."""
     sequence = SequenceMosaic(grace)
     pending = iter(ticks)
     next_tick = next(pending, None)
@@ -347,7 +385,7 @@ class LiveFaces:
         if analysis is not self._analysis:
             self._analysis = analysis
             last = self.track.newest_time()
-            self.track.add(now if last is None or now > last else math.nextafter(last, math.inf), face_boxes(analysis))
+            self.track.add(now if last is None or now > last else math.nextafter(last, math.inf), faces_of(analysis))
         regions = mosaic(image, self.track.covers(now))
         self.frames += len(regions) > 0
         self.regions += len(regions)
