@@ -7,12 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
 from harness.clips import cut_clip
+from harness.server import settings_for
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.media.video import probe_video
 from pose.parts import NUM_PARTS, BodyPart
@@ -22,6 +24,7 @@ from pose.privacy import (
     MIN_BLOCK,
     FaceTrack,
     LiveFaces,
+    Regions,
     SequenceMosaic,
     face_box,
     face_boxes,
@@ -30,6 +33,12 @@ from pose.privacy import (
     mosaic_regions,
 )
 from pose.types import Detections, FloatArray, FrameAnalysis, Poses
+from server import SESSIONS, create_app
+from stream import tracks
+from stream.client import run_session
+from tests.live_support import Clips, SeededLibrary
+
+pytest_plugins = ("tests.live_fixtures",)
 
 W, H = 640, 480
 
@@ -302,3 +311,41 @@ def test_annotated_video_mosaics_every_frame_where_the_head_is(
             to_plain = np.abs(on_part - image_off[y1:y2, x1:x2]).mean()
             assert to_mosaic < to_plain, f"frame {k}, region {region.tolist()}"
     assert covered >= 1
+
+
+# --- live: the returned video
+
+
+async def test_the_returned_live_video_is_mosaicked_unless_the_offer_says_not(
+    aiohttp_client: Any, seeded: SeededLibrary, clips: Clips, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every frame sent back with faces found has each mosaic region block-constant as it leaves for the encoder;
+    with `"mosaic": false` nothing is mosaicked and the video still flows."""
+    covered: list[Regions] = []
+    sent: list[np.ndarray] = []
+    cover, annotate = LiveFaces.cover, tracks.annotate
+
+    def spy_cover(self: LiveFaces, image: np.ndarray, analysis: FrameAnalysis, now: float) -> Regions:
+        covered.append(cover(self, image, analysis, now))
+        return covered[-1]
+
+    def spy_annotate(frame: av.VideoFrame, *args: Any) -> av.VideoFrame:
+        out = annotate(frame, *args)
+        if len(covered) > len(sent):
+            sent.append(out.to_ndarray(format="bgr24"))
+        return out
+
+    monkeypatch.setattr(LiveFaces, "cover", spy_cover)
+    monkeypatch.setattr(tracks, "annotate", spy_annotate)
+    client = await aiohttp_client(create_app(settings_for(seeded.data_dir), models))
+    base = str(client.make_url("")).rstrip("/")
+    result = await run_session(base, clips.webcam, seeded.reference.id, seconds=3, fps=5)
+    assert result.frames_received > 0 and len(sent) == len(covered)
+    assert sum(len(r) > 0 for r in covered) > 0
+    for image, regions in zip(sent, covered, strict=True):
+        for region in regions:
+            assert_block_constant(image, region)
+    before = len(covered)
+    plain = await run_session(base, clips.webcam, seeded.reference.id, seconds=3, fps=5, mosaic=False)
+    assert plain.frames_received > 0 and len(covered) == before
+    assert client.app[SESSIONS].get(plain.session).faces is None
