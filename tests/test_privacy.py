@@ -21,7 +21,9 @@ from pose.parts import NUM_PARTS, BodyPart
 from pose.pipeline import Models, extract_video
 from pose.privacy import (
     BLOCKS_ACROSS,
+    FROM_PERSON_BOX,
     MIN_BLOCK,
+    Faces,
     FaceTrack,
     LiveFaces,
     Regions,
@@ -178,6 +180,15 @@ def test_faces_far_apart_are_not_linked() -> None:
     track.add(0.0, boxes([0, 0, 10, 10]))
     track.add(1.0, boxes([100, 0, 110, 10]))
     assert same(track.covers(0.5), boxes([0, 0, 10, 10], [100, 0, 110, 10]))
+
+
+def test_a_face_that_loses_its_keypoints_is_held_where_they_put_it() -> None:
+    """A pose's box links only to a pose's: the person box's top that replaces it starts a track of its own."""
+    track = FaceTrack(grace=1)
+    pose_box, person_top = [100, 100, 140, 140], [95, 110, 145, 125]
+    track.add(0.0, Faces.of(boxes(pose_box)))
+    track.add(1.0, Faces(boxes(person_top), np.array([FROM_PERSON_BOX])))
+    assert same(track.covers(1.0), boxes(person_top, pose_box))
 
 
 def test_frames_are_final_once_the_grace_has_passed() -> None:
