@@ -107,6 +107,34 @@ def coverage(heads: list[list[np.ndarray]], regions: list[Any]) -> dict[str, Any
     }
 
 
+def breakdown(
+    heads: list[list[np.ndarray]], regions: list[Any], analyses: list[FrameAnalysis], step: int
+) -> dict[str, Any]:
+    """Of the faces left uncovered, how many lie outside every person box the detector gave (at the frame's
+    nearest tick); and the main dancer's face alone (the face whose head parts' centre lies in the box around the
+    main dancer's found parts at that tick)."""
+    outside = uncovered = main_faces = main_uncovered = 0
+    for i, (frame_heads, frame_regions) in enumerate(zip(heads, regions, strict=True)):
+        analysis = analyses[min(round(i / step), len(analyses) - 1)]
+        scale = np.array([analysis.width, analysis.height] * 2, np.float32)
+        people = analysis.detections.boxes * scale
+        main = analysis.poses.boxes()[0] * scale if len(analysis.poses) and analysis.poses.found[0].any() else None
+        for points in frame_heads:
+            covered = inside(points, frame_regions).all()
+            if not covered:
+                uncovered += 1
+                outside += not inside(points, people.astype(np.int64)).any()
+            centre = points.mean(axis=0, keepdims=True)
+            if main is not None and inside(centre, main[None]).all():
+                main_faces += 1
+                main_uncovered += not covered
+    return {
+        "uncovered_faces_outside_every_person_box": outside / max(uncovered, 1),
+        "main_dancer_faces": main_faces,
+        "main_dancer_share_of_faces_uncovered": main_uncovered / max(main_faces, 1),
+    }
+
+
 def keypoints_only(faces: Faces) -> Faces:
     keep = faces.kinds == FROM_POSE
     return Faces(faces.boxes[keep], faces.kinds[keep])
@@ -139,6 +167,7 @@ def video_figures(models: Models, second: Models, video: Path, frames: int, rate
         }
         between = [i for i in range(frames) if i % step]
         figures: dict[str, Any] = {name: coverage(independent, regions) for name, regions in variants.items()}
+        figures["default"] |= breakdown(independent, variants["default"], analyses, step)
         if between:
             figures["default_between_ticks"] = coverage(
                 [independent[i] for i in between], [variants["default"][i] for i in between]
