@@ -7,8 +7,9 @@ Rules (pixels throughout; boxes are x1, y1, x2, y2):
   that pair usually spans, `PAIR_SHARE`, chosen low so that H errs large), the shoulder width over
   `SHOULDERS_PER_HEAD`, and, with a single head part and no shoulders, the body's found extent over
   `BODY_PER_HEAD`, and never less than `MIN_HEAD` of the frame's shorter side. The box is a square of side
-  `BOX_PER_HEAD` * H centred on the head parts' extent: the padding leaves room for the chin and forehead, a face
-  turned so that only an ear or an eye is seen, and the motion between ticks. No head part found: no box.
+  `BOX_PER_HEAD` * H centred on the head parts' extent, plus `MARGIN` of the frame's shorter side on each side:
+  the padding leaves room for the chin and forehead, a face turned so that only an ear or an eye is seen, and the
+  motion between ticks; the margin, for keypoints a few pixels off on small faces. No head part found: no box.
 - **A person the detector boxed but no pose covers** (single-person backends place only the main dancer): the
   top `DETECTION_HEAD_SHARE` of their person box, across its whole width (`detection_face_box`).
 - **Between ticks** (`FaceTrack`): boxes are linked from tick to tick into tracks (nearest centre within one box
@@ -60,6 +61,7 @@ SHOULDERS_PER_HEAD = 2.2  # shoulder width in head widths (adults measure 2.3-2.
 BODY_PER_HEAD = 6.0  # the found body's longer extent in head widths, when nothing else tells the head's size
 MIN_HEAD = 0.01  # of the frame's shorter side
 BOX_PER_HEAD = 2.0  # the face box's side in head widths
+MARGIN = 0.01  # of the frame's shorter side, added on each side: keypoints are a few pixels off on small faces
 DETECTION_HEAD_SHARE = 0.25  # of a person box's height, from its top
 DETECTION_MATCH_IOU = 0.3  # a person box with a pose's extent at least this close already has its face from the pose
 GRACE_TICKS = 1
@@ -84,7 +86,7 @@ def face_box(xy: FloatArray, found: npt.NDArray[np.bool_], min_side: float) -> F
     elif len(head) == 1 and found.sum() > 1:
         body = xy[found]
         estimates.append(float((body.max(axis=0) - body.min(axis=0)).max()) / BODY_PER_HEAD)
-    half = BOX_PER_HEAD * max(estimates) / 2
+    half = BOX_PER_HEAD * max(estimates) / 2 + MARGIN * min_side
     centre = (lo + hi) / 2
     return np.concatenate([centre - half, centre + half]).astype(np.float32)
 

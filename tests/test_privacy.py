@@ -22,6 +22,7 @@ from pose.pipeline import Models, extract_video
 from pose.privacy import (
     BLOCKS_ACROSS,
     FROM_PERSON_BOX,
+    MARGIN,
     MIN_BLOCK,
     Faces,
     FaceTrack,
@@ -62,7 +63,9 @@ def analysis_of(
 
 
 def square(cx: float, cy: float, side: float) -> list[float]:
-    return [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]
+    """A face box of `side` (head widths times BOX_PER_HEAD) around (cx, cy), with the margin on a W x H frame."""
+    half = side / 2 + MARGIN * min(W, H)
+    return [cx - half, cy - half, cx + half, cy + half]
 
 
 def boxes(*rows: Sequence[float]) -> FloatArray:
@@ -267,7 +270,7 @@ def test_live_faces_add_each_new_analysis_once() -> None:
     faces = LiveFaces()
     first = analysis_of([{BodyPart.R_EAR: (280.0, 100.0), BodyPart.L_EAR: (320.0, 100.0)}])
     image = np.random.default_rng(3).integers(0, 256, (H, W, 3), np.uint8)
-    assert faces.cover(image, first, 10.0)[:, :4].tolist() == [[250, 50, 350, 150]]
+    assert faces.cover(image, first, 10.0)[:, :4].tolist() == [[245, 45, 355, 155]]  # 4.8 px margins, widened
     faces.cover(image, first, 10.1)
     faces.cover(image, analysis_of([]), 10.2)  # nobody: the face is held for the grace tick
     assert faces.track.newest_time() == 10.2 and faces.frames == 3
