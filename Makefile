@@ -63,6 +63,7 @@ bench: setup
 	$(PY) -m bench.backends
 	$(PY) -m bench.live
 	$(PY) -m bench.scoring
+	$(PY) -m bench.privacy
 
 # The long reliability runs (soak, backpressure); figures to bench/results/reliability.json.
 soak: setup

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from pose import assets
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, backend_spec
+from pose.privacy import face_boxes, mosaic
 from pose.ticks import as_rate
 
 if TYPE_CHECKING:
@@ -77,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="analyse every frame flipped left to right, keypoints flipped back (a reference's second look)",
     )
+    extract.add_argument("--no-mosaic", action="store_true", help="leave faces in the annotated MP4 unmosaicked")
     add_model_arguments(extract)
 
     image = commands.add_parser("image", help="people, keypoints and person boxes of one image")
     image.add_argument("image", type=Path)
     image.add_argument("--json", action="store_true", help="print JSON (default: a short summary)")
     image.add_argument("--annotated", type=Path, help="also write the image with skeletons drawn")
+    image.add_argument("--no-mosaic", action="store_true", help="leave faces in the annotated image unmosaicked")
     add_model_arguments(image)
 
     commands.add_parser("fetch", help="fetch and verify the models and sample media")
@@ -116,7 +119,16 @@ def run_extract(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress, mirrored=args.mirrored)
+        result = extract_video(
+            args.video,
+            args.fps,
+            args.out,
+            models,
+            args.annotated,
+            progress,
+            mirrored=args.mirrored,
+            mosaic=not args.no_mosaic,
+        )
     log.info("%d ticks, main dancer found on %d, %.1f s", result.ticks, result.found, result.seconds)
     print(f"wrote {args.out} ({result.ticks} ticks by {models.pose.name}, dancer found on {result.found})")
     return 0
@@ -129,7 +141,10 @@ def run_image(args: argparse.Namespace) -> int:
     models = load_models(args.data_dir, args.pose_size, args.pose)
     analysis, report = analyze_image(models, image)
     if args.annotated:
-        if not cv2.imwrite(str(args.annotated), draw_analysis(image, analysis)):
+        drawn = draw_analysis(image, analysis)
+        if not args.no_mosaic:
+            mosaic(drawn, face_boxes(analysis))
+        if not cv2.imwrite(str(args.annotated), drawn):
             raise UsageError(f"{args.annotated}: could not write an image there")
     if args.json:
         print(json.dumps(report))

@@ -17,6 +17,7 @@ from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
+from pose.privacy import Regions, SequenceMosaic
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
@@ -163,6 +164,7 @@ class ExtractResult:
     found: int  # ticks where a main dancer was found
     seconds: float
     timings: dict[str, float]  # summed over ticks, seconds
+    mosaicked: tuple[Regions, ...] = ()  # per annotated frame, the regions its faces were mosaicked in
 
 
 Progress = Callable[[int, int], None]
@@ -182,11 +184,13 @@ def extract_video(
     progress: Progress | None = None,
     detect_interval_s: float = DETECT_INTERVAL_S,
     mirrored: bool = False,
+    mosaic: bool = True,
 ) -> ExtractResult:
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
-    The ticks are those of `analyze_ticks`. Outputs appear only when the whole video was processed; on any error
-    nothing is left behind. mirrored: see `analyze_ticks`.
+    The ticks are those of `analyze_ticks` (mirrored: see there). With `mosaic`, faces in the annotated MP4 are
+    mosaicked over the skeletons (`pose.privacy`; each frame waits for the ticks that decide its boxes). Outputs
+    appear only when the whole video was processed; on any error nothing is left behind.
     """
     from pose.media.video import AnnotatedWriter, probe_video
 
@@ -196,6 +200,16 @@ def extract_video(
     found = done = 0
     started = time.perf_counter()
     writer = AnnotatedWriter(annotated, info, fps) if annotated else None
+    faces = SequenceMosaic() if writer and mosaic else None
+    written = 0
+
+    def write(images: list[np.ndarray]) -> None:
+        nonlocal written
+        for image in images:
+            assert writer is not None
+            writer.write(written, image)
+            written += 1
+
     try:
         with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
             csv_writer = KeypointCsvWriter(stream)
@@ -203,19 +217,25 @@ def extract_video(
                 csv_writer.append(k, float(tick_time(k, fps)), analysis)
                 clock.lap("csv")
                 if writer:
-                    writer.write(k, draw_analysis(image, analysis))
+                    drawn, t = draw_analysis(image, analysis), float(tick_time(k, fps))
+                    if faces is None:
+                        write([drawn])
+                    else:
+                        write(faces.tick(t, analysis) + faces.frame(t, drawn))
                     clock.lap("draw_encode")
                 found += len(analysis.poses) > 0
                 done += 1
                 if progress:
                     progress(done, total)
             if writer:
+                write(faces.finish() if faces else [])
                 writer.close()
     except BaseException:
         if writer:
             writer.abort()
         raise
-    return ExtractResult(done, found, time.perf_counter() - started, clock.laps)
+    regions = tuple(faces.regions) if faces else ()
+    return ExtractResult(done, found, time.perf_counter() - started, clock.laps, regions)
 
 
 def analyze_ticks(

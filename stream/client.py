@@ -1,7 +1,7 @@
 """A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
 
     python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
-                              [--no-mirror] [--pose BACKEND]
+                              [--no-mirror] [--pose BACKEND] [--no-mosaic]
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and follows the frames
 sent: it is `--start` + the media time of the newest frame handed to WebRTC (+ the time since, up to one frame
@@ -179,6 +179,7 @@ async def run_session(
     mirror: bool = True,
     pose: str | None = None,
     profile: str | None = None,
+    mosaic: bool | None = None,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
     on_connected: ChannelHook | None = None,
@@ -187,7 +188,8 @@ async def run_session(
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
     out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
     server's pose backend for this session (default: the one that extracted the reference); `profile`: a profile
-    token (stream.protocol) that lists the session among its past ones. `on_connected` runs
+    token (stream.protocol) that lists the session among its past ones; `mosaic`: False asks for the returned
+    video without faces mosaicked (None: the server's default, mosaicked). `on_connected` runs
     beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
@@ -205,6 +207,7 @@ async def run_session(
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
         fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose, "profile": profile}
+        fields["mosaic"] = mosaic
         try:
             result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
@@ -263,9 +266,9 @@ async def _connect(
 
     pc.addTrack(webcam)
     await pc.setLocalDescription(await pc.createOffer())
-    body = offer_body(
-        pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"], fields["profile"]
-    )
+    sdp = pc.localDescription.sdp
+    reference, fps, mirror, pose, profile = (fields[k] for k in ("reference", "fps", "mirror", "pose", "profile"))
+    body = offer_body(sdp, reference, fps, mirror, pose, profile, fields.get("mosaic"))
     async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
         try:
@@ -370,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="ticks per second (default: the reference's)")
     parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
     parser.add_argument("--pose", help="the server's pose backend for you (default: the one the reference used)")
+    parser.add_argument("--no-mosaic", action="store_true", help="ask for the returned video without faces mosaicked")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -394,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 fps=args.fps,
                 mirror=not args.no_mirror,
                 pose=args.pose,
+                mosaic=False if args.no_mosaic else None,
             )
         )
     except (ClientError, aiohttp.ClientError, OSError, MediaStreamError, av.FFmpegError) as exc:

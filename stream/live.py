@@ -26,6 +26,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import SessionDescription
 
 from pose.limbs import Limb
+from pose.privacy import LiveFaces
 from pose.types import FrameAnalysis
 from stream.core import SessionCore, SessionLimits
 from stream.ice import IceError, OfferIce, check_pairing, peer_unheard, prepare_offer
@@ -85,8 +86,10 @@ class SessionRunner:
         executor: concurrent.futures.Executor,
         reference: str = "",
         limits: SessionLimits | None = None,
+        mosaic: bool = True,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
+        self.faces = LiveFaces() if mosaic else None  # faces mosaicked on the returned video
         self.reference = reference
         self.token = secrets.token_urlsafe(32)
         self.session = session
@@ -212,7 +215,7 @@ class SessionRunner:
             self._webcam = track
             on_frame = self._guarded(self._on_frame, "webcam frame")
             self._spawn(consume(track, self._latest, on_frame), "webcam", on_return="your webcam stopped sending video")
-            annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent)
+            annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent, self.faces)
             self._tracks.append(annotated)
             if self.pc is not None:
                 self.pc.addTrack(annotated)

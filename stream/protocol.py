@@ -51,6 +51,7 @@ class OfferRequest:
     mirror: bool
     pose: str | None = None
     profile: str | None = None
+    mosaic: bool = True
 
 
 def parse_offer_body(data: bytes) -> OfferRequest:
@@ -86,7 +87,10 @@ def parse_offer(body: object) -> OfferRequest:
     profile = body.get("profile")
     if profile is not None and not is_profile_token(profile):
         raise OfferError('"profile" must be a profile token: 43 characters of A-Z, a-z, 0-9, "-" and "_"')
-    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose, profile)
+    mosaic = body.get("mosaic", True)
+    if not isinstance(mosaic, bool):
+        raise OfferError('"mosaic" must be true or false')
+    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose, profile, mosaic)
 
 
 def offer_body(
@@ -96,10 +100,12 @@ def offer_body(
     mirror: bool = True,
     pose: str | None = None,
     profile: str | None = None,
+    mosaic: bool | None = None,
 ) -> str:
     """The body a client posts (fields left at None are left out, so the server's defaults apply)."""
     body: dict[str, object] = {"sdp": sdp, "type": "offer", "reference": reference, "mirror": mirror}
-    body |= {k: v for k, v in (("fps", fps), ("pose", pose), ("profile", profile)) if v is not None}
+    fields = (("fps", fps), ("pose", pose), ("profile", profile), ("mosaic", mosaic))
+    body |= {k: v for k, v in fields if v is not None}
     return json.dumps(body)
 
 

@@ -105,7 +105,7 @@ class SessionService:
             session = self.new_session(dancer, offer.fps, offer.mirror, models)
         except ValueError as exc:  # fps that does not divide the reference's tick rate
             raise OfferError(str(exc)) from None
-        runner = SessionRunner(session, self.executor, meta.id, self.limits)
+        runner = SessionRunner(session, self.executor, meta.id, self.limits, offer.mosaic)
         try:
             await runner.answer(offer.sdp)
         except OfferError as exc:

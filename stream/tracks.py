@@ -20,6 +20,7 @@ from av.video.reformatter import VideoReformatter
 
 from pose.draw import draw_analysis
 from pose.limbs import Limb
+from pose.privacy import LiveFaces
 from pose.types import FrameAnalysis
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,11 @@ class AnnotatedTrack(MediaStreamTrack):
         latest: LatestFrame,
         annotation: Callable[[], tuple[FrameAnalysis, Limb | None] | None],
         on_sent: Callable[[], None],
+        faces: LiveFaces | None = None,
     ) -> None:
+        """`faces`: mosaics the faces on every frame sent (None: faces are left as they are)."""
         super().__init__()
+        self._faces = faces
         self._latest = latest
         self._annotation = annotation
         self._on_sent = on_sent
@@ -113,14 +117,23 @@ class AnnotatedTrack(MediaStreamTrack):
         self._seq, frame = await self._latest.newer_than(self._seq)
         annotation = self._annotation()
         self._on_sent()
-        return frame if annotation is None else annotate(frame, annotation[0], self._to_bgr, annotation[1])
+        if annotation is None:
+            return frame
+        return annotate(frame, annotation[0], self._to_bgr, annotation[1], self._faces)
 
 
 def annotate(
-    frame: av.VideoFrame, analysis: FrameAnalysis, to_bgr: BgrConverter, off: Limb | None = None
+    frame: av.VideoFrame,
+    analysis: FrameAnalysis,
+    to_bgr: BgrConverter,
+    off: Limb | None = None,
+    faces: LiveFaces | None = None,
 ) -> av.VideoFrame:
-    """A new frame: `frame` with `analysis` drawn on it (the limb `off` in red), keeping its timestamp."""
+    """A new frame: `frame` with `analysis` drawn on it (the limb `off` in red) and, with `faces`, the faces
+    mosaicked over the drawing, keeping its timestamp."""
     image = draw_analysis(to_bgr(frame), analysis, off=off)
+    if faces is not None:
+        faces.cover(image, analysis, asyncio.get_running_loop().time())
     out = av.VideoFrame.from_ndarray(image, format="bgr24")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out

@@ -133,3 +133,11 @@ def test_importing_the_protocol_loads_no_network_stack_and_no_model_library() ->
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_offer_may_turn_the_face_mosaic_off() -> None:
+    assert parse_offer(GOOD_SDP_BODY).mosaic is True
+    assert parse_offer({**GOOD_SDP_BODY, "mosaic": False}).mosaic is False
+    with pytest.raises(OfferError, match='"mosaic"'):
+        parse_offer({**GOOD_SDP_BODY, "mosaic": "no"})
+    assert json.loads(offer_body("v=0", "ref", mosaic=False))["mosaic"] is False

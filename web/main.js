@@ -32,7 +32,7 @@ import { SummaryDialog } from "./summary.js";
 
 const $ = (id) => document.getElementById(id);
 
-const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror") };
+const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror"), mosaic: $("mosaic") };
 const you = { video: $("you"), placeholder: $("you-placeholder") };
 
 const feedback = new Feedback({
@@ -162,13 +162,19 @@ function render() {
   controls.start.textContent = state === "finished" ? "Dance again" : "Start dancing";
   controls.stop.disabled = state !== "connecting" && state !== "dancing";
   controls.mirror.disabled = busy;
+  controls.mosaic.disabled = busy;
   library.setLocked(busy);
 }
 
 async function start() {
   const reference = library.selected;
   if (!reference || session?.active) return;
-  const current = new Session({ reference, mirror: controls.mirror.checked, dancer: $("dancer") });
+  const current = new Session({
+    reference,
+    mirror: controls.mirror.checked,
+    mosaic: controls.mosaic.checked,
+    dancer: $("dancer"),
+  });
   session = current;
   feedback.clearError();
   feedback.notice([]);

@@ -1,7 +1,8 @@
 // The wire messages as the page builds and reads them, one function each; the server's side is
 // stream/protocol.py and both follow docs/api.md. Pure: no DOM, no network, so node --test runs it.
 //
-//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?, "profile"?}
+//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?, "profile"?,
+//                                     "mosaic"?}
 //                     server → page  {"sdp", "type": "answer", "session", "token", "pose", "warnings"}
 //   `control` channel page → server  {"type": "clock", "t": dancer media time (s), "playing": bool}
 //                     server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part | null,
@@ -29,12 +30,14 @@ export function clockMessage(t, playing) {
 }
 
 /** The `POST /api/offer` body; fps and pose are left out unless given (the server then uses the reference's);
- * `profile` is the browser's anonymous profile token (progress.js), left out when null. */
-export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null, profile = null }) {
+ * `profile` is the browser's anonymous profile token (progress.js), left out when null; `mosaic` false asks for
+ * the returned video with faces left as they are (left out when null: the server mosaics them). */
+export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null, profile = null, mosaic = null }) {
   const body = { sdp, type: "offer", reference, mirror: Boolean(mirror) };
   if (fps !== null) body.fps = fps;
   if (pose !== null) body.pose = pose;
   if (profile !== null) body.profile = profile;
+  if (mosaic !== null) body.mosaic = Boolean(mosaic);
   return body;
 }
 

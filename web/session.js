@@ -25,10 +25,11 @@ const METER_INTERVAL_MS = 1000;
 
 export class Session extends EventTarget {
   /** `reference` as listed by the server; `dancer` the <video> playing it (the clock follows it). */
-  constructor({ reference, mirror, dancer }) {
+  constructor({ reference, mirror, dancer, mosaic = true }) {
     super();
     this.reference = reference;
     this.mirror = Boolean(mirror);
+    this.mosaic = Boolean(mosaic);
     this.dancer = dancer;
     this.state = "idle";
     this.id = null;
@@ -136,7 +137,8 @@ export class Session extends EventTarget {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc);
     const { sdp } = pc.localDescription;
-    const offer = { sdp, reference: this.reference.id, mirror: this.mirror, profile: profileToken() };
+    const { mirror, mosaic } = this;
+    const offer = { sdp, reference: this.reference.id, mirror, mosaic, profile: profileToken() };
     const answer = await postOffer(offerBody(offer));
     this.#checkActive();
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });

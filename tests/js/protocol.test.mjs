@@ -34,6 +34,8 @@ test("offer bodies name the reference and leave fps and pose to the server unles
     fps: 5,
     pose: "tfpose",
   });
+  assert.equal(offerBody({ sdp: "v=0", reference: "abc", mosaic: false }).mosaic, false);
+  assert.ok(!("mosaic" in offerBody({ sdp: "v=0", reference: "abc" })));
 });
 
 test("answers: what a session needs, warnings only as strings", () => {
