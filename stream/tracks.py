@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import av
@@ -99,11 +100,14 @@ class AnnotatedTrack(MediaStreamTrack):
         latest: LatestFrame,
         annotation: Callable[[], tuple[FrameAnalysis, Limb | None] | None],
         on_sent: Callable[[], None],
+        on_drawn: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_drawn`: told how long each annotated frame took to make (s)."""
         super().__init__()
         self._latest = latest
         self._annotation = annotation
         self._on_sent = on_sent
+        self._on_drawn = on_drawn
         self._seq = 0
         self._to_bgr = BgrConverter()
 
@@ -113,7 +117,13 @@ class AnnotatedTrack(MediaStreamTrack):
         self._seq, frame = await self._latest.newer_than(self._seq)
         annotation = self._annotation()
         self._on_sent()
-        return frame if annotation is None else annotate(frame, annotation[0], self._to_bgr, annotation[1])
+        if annotation is None:
+            return frame
+        started = time.perf_counter()
+        out = annotate(frame, annotation[0], self._to_bgr, annotation[1])
+        if self._on_drawn is not None:
+            self._on_drawn(time.perf_counter() - started)
+        return out
 
 
 def annotate(
