@@ -1,7 +1,7 @@
 """A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
 
     python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
-                              [--no-mirror] [--pose BACKEND]
+                              [--no-mirror] [--pose BACKEND] [--keypoints-only]
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and follows the frames
 sent: it is `--start` + the media time of the newest frame handed to WebRTC (+ the time since, up to one frame
@@ -9,7 +9,8 @@ interval), sent on the `control` channel 20 times a second. So the clip's dancer
 as a webcam's user is, even when the machine encodes slower than real time: a webcam would drop frames then, the
 file player instead sends every frame, later and later, and a wall-clock clock would run ahead of them.
 
-The returned annotated video is recorded; the keypoint, score and move CSVs and the session's metadata
+The returned annotated video is recorded (with `--keypoints-only` the server returns no video: the `pose` messages
+are kept instead, and the webcam is offered send-only); the keypoint, score and move CSVs and the session's metadata
 (session.json: pose backends, tick rate, tick counts, warnings, latency, tier counts) are downloaded with the
 session's token. `run_session` does the same for tests and benchmarks (with hooks that see every frame sent and
 received).
@@ -80,6 +81,8 @@ class ClientResult:
     scores_csv: str = ""
     moves_csv: str = ""
     moves: list[dict[str, Any]] = field(default_factory=list)  # the `move` messages, in arrival order
+    poses: list[dict[str, Any]] = field(default_factory=list)  # the `pose` messages (keypoints-only sessions)
+    score_times: dict[int, float] = field(default_factory=dict)  # tick → loop time its first `score` came
     metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
     files: list[Path] = field(default_factory=list)
 
@@ -167,6 +170,7 @@ async def run_session(
     mirror: bool = True,
     pose: str | None = None,
     profile: str | None = None,
+    returned_video: bool = True,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
     on_connected: ChannelHook | None = None,
@@ -175,8 +179,8 @@ async def run_session(
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
     out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
     server's pose backend for this session (default: the one that extracted the reference); `profile`: a profile
-    token (stream.protocol) that lists the session among its past ones. `on_connected` runs
-    beside the clock (and is cancelled with it)."""
+    token (stream.protocol) that lists the session among its past ones; `returned_video` False: a keypoints-only
+    session (no annotated.mp4). `on_connected` runs beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
@@ -187,12 +191,14 @@ async def run_session(
         webcam = _SentTrack(player.video, on_sent)
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if out_dir else MediaBlackhole()
+        record = out_dir is not None and returned_video
+        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if record and out_dir else MediaBlackhole()
         drains = MediaBlackhole()
         if player.audio is not None:
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
         fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose, "profile": profile}
+        fields["returned_video"] = returned_video
         try:
             result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
@@ -215,7 +221,7 @@ async def run_session(
                 player.audio.stop()
             await sink.stop()
             await drains.stop()
-        await _download(http, base, result, out_dir)
+        await _download(http, base, result, out_dir, annotated=returned_video)
     return result
 
 
@@ -248,10 +254,15 @@ async def _connect(
             returned.append(_TapTrack(track, on_received))
             sink.addTrack(returned[0])
 
-    pc.addTrack(webcam)
+    if fields["returned_video"]:
+        pc.addTrack(webcam)
+    else:
+        pc.addTransceiver(webcam, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     body = offer_body(
-        pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"], fields["profile"]
+        pc.localDescription.sdp,
+        *(fields["reference"], fields["fps"], fields["mirror"], fields["pose"], fields["profile"]),
+        returned_video=fields["returned_video"],
     )
     async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
@@ -270,6 +281,9 @@ async def _connect(
             return
         if data["type"] == "score":
             result.scores.append(dict(data))
+            result.score_times.setdefault(data["tick"], asyncio.get_running_loop().time())
+        elif data["type"] == "pose":
+            result.poses.append(dict(data))
         elif data["type"] == "move":
             result.moves.append(dict(data))
         elif data["type"] == "stats":
@@ -318,7 +332,9 @@ async def _drive_clock(
         result.clock_end = t
 
 
-async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:
+async def _download(
+    http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None, annotated: bool = True
+) -> None:
     headers = {"Authorization": f"Bearer {result.token}"}
     for name in ("keypoints.csv", "scores.csv", "moves.csv"):
         async with http.get(f"{base}/api/sessions/{result.session}/{name}", headers=headers) as response:
@@ -334,7 +350,8 @@ async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult
     if out_dir is not None:
         (out_dir / "session.json").write_text(json.dumps(result.metadata, indent=2) + "\n")
         result.files += [out_dir / "session.json"]
-        result.files.insert(0, out_dir / "annotated.mp4")
+        if annotated:
+            result.files.insert(0, out_dir / "annotated.mp4")
 
 
 async def _check(response: aiohttp.ClientResponse, doing: str) -> None:
@@ -357,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="ticks per second (default: the reference's)")
     parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
     parser.add_argument("--pose", help="the server's pose backend for you (default: the one the reference used)")
+    parser.add_argument("--keypoints-only", action="store_true", help="no returned video: keypoints per tick instead")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -381,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                 fps=args.fps,
                 mirror=not args.no_mirror,
                 pose=args.pose,
+                returned_video=not args.keypoints_only,
             )
         )
     except (ClientError, aiohttp.ClientError, OSError, MediaStreamError, av.FFmpegError) as exc:
