@@ -42,6 +42,7 @@ from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
 from stream.store import Store, database_url
+from stream.threadnames import name_os_threads_forever
 
 log = logging.getLogger("server")
 
@@ -196,6 +197,7 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             asyncio.create_task(registry.purge_forever(), name="session-purger"),
             asyncio.create_task(archive.purge_forever(), name="store-purger"),
             asyncio.create_task(jobs.flush_forever(), name="reference-jobs-writer"),
+            asyncio.create_task(name_os_threads_forever(), name="thread-namer"),
         ]
         yield
         for task in background:

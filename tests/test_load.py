@@ -1,12 +1,16 @@
-"""Admission by measured load (stream.load) with planted figures: exact decisions, exact load figures; and the
-per-stage accumulators (stream.stages)."""
+"""Admission by measured load (stream.load) with planted figures: exact decisions, exact load figures; the
+per-stage accumulators (stream.stages); the OS names of threads (stream.threadnames)."""
 
 from __future__ import annotations
+
+import threading
+from pathlib import Path
 
 import pytest
 
 from stream.load import LoadGauge, LoadPolicy
 from stream.stages import StageClock
+from stream.threadnames import name_os_threads
 
 POLICY = LoadPolicy(threshold=0.9, keep_goal=0.95, window_s=10.0, min_ticks=20)
 
@@ -135,3 +139,23 @@ def test_stage_clock_totals_and_tick_percentiles() -> None:
     assert clock.tick_times() == {"p50": 30.0, "p95": 808.0, "n": 5}
     with pytest.raises(ValueError, match="unknown stage"):
         clock.add("encode", 1.0)
+
+
+def test_os_threads_take_their_python_names() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def wait() -> None:
+        started.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=wait, name="video-decoder-and-more")
+    thread.start()
+    try:
+        started.wait(10)
+        name_os_threads()
+        comm = Path(f"/proc/self/task/{thread.native_id}/comm").read_text().strip()
+        assert comm == "video-decoder-a"  # the kernel's 15 bytes
+        assert name_os_threads() == 0  # nothing left to rename
+    finally:
+        release.set()
+        thread.join()
