@@ -20,7 +20,7 @@ import { UserError } from "./errors.js";
 import { Feedback } from "./feedback.js";
 import { exportFilename, failedTicksNotice } from "./format.js";
 import { Library } from "./library.js";
-import { SkeletonOverlay } from "./overlay.js";
+import { LiveSkeleton, SkeletonOverlay } from "./overlay.js";
 import { Practice } from "./practice.js";
 import { startProgress } from "./progress.js";
 import { Report } from "./report.js";
@@ -32,7 +32,7 @@ import { SummaryDialog } from "./summary.js";
 
 const $ = (id) => document.getElementById(id);
 
-const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror") };
+const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror"), keypointsOnly: $("keypoints-only") };
 const you = { video: $("you"), placeholder: $("you-placeholder") };
 
 const feedback = new Feedback({
@@ -57,6 +57,7 @@ const scoreboard = new Scoreboard({
   verdict: $("verdict"),
 });
 const overlay = new SkeletonOverlay($("dancer"), $("dancer-overlay"));
+const youSkeleton = new LiveSkeleton($("you"), $("you-overlay")); // keypoints-only sessions
 const passes = new PassTracker();
 const practice = new Practice(
   {
@@ -162,13 +163,15 @@ function render() {
   controls.start.textContent = state === "finished" ? "Dance again" : "Start dancing";
   controls.stop.disabled = state !== "connecting" && state !== "dancing";
   controls.mirror.disabled = busy;
+  controls.keypointsOnly.disabled = busy;
   library.setLocked(busy);
 }
 
 async function start() {
   const reference = library.selected;
   if (!reference || session?.active) return;
-  const current = new Session({ reference, mirror: controls.mirror.checked, dancer: $("dancer") });
+  const returnedVideo = !controls.keypointsOnly.checked;
+  const current = new Session({ reference, mirror: controls.mirror.checked, dancer: $("dancer"), returnedVideo });
   session = current;
   feedback.clearError();
   feedback.notice([]);
@@ -178,6 +181,8 @@ async function start() {
   moveLog = new MoveLog();
   passes.setLoop(practice.loop);
   overlay.setOff(null);
+  youSkeleton.clear();
+  $("you-caption").textContent = returnedVideo ? "annotated by the server" : "your camera, skeleton drawn here";
   follow(current);
   try {
     await current.start();
@@ -193,6 +198,7 @@ function follow(current) {
   current.addEventListener("status", mine((text) => feedback.status(text)));
   current.addEventListener("warnings", mine((lines) => feedback.notice(lines)));
   current.addEventListener("track", mine(showReturnedVideo));
+  current.addEventListener("pose", mine((pose) => youSkeleton.show(pose)));
   current.addEventListener(
     "score",
     mine((score) => {
