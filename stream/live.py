@@ -59,8 +59,10 @@ def check_offer_sdp(sdp: str, returned_video: bool = True) -> None:
     kinds = {(m.kind, m.direction) for m in parsed.media}
     if not any(kind == "video" for kind, _ in kinds):
         raise OfferError("the offer has no video: add the webcam track before creating the offer")
-    if ("video", "sendrecv") not in kinds and (returned_video or ("video", "sendonly") not in kinds):
+    if returned_video and ("video", "sendrecv") not in kinds:
         raise OfferError("the offer's video must be sendrecv: the annotated video comes back on it")
+    if not kinds & {("video", "sendrecv"), ("video", "sendonly")}:
+        raise OfferError("the offer's video must be sendonly or sendrecv: the webcam goes out on it")
     if all(m.port == 0 for m in parsed.media if m.kind == "video") and "a=bundle-only" not in sdp:
         raise OfferError("the offer's video is switched off (port 0)")
     if not any(kind == "application" for kind, _ in kinds):
@@ -457,7 +459,7 @@ class SessionRunner:
         # swscale context holds ~5 MiB of buffers; hundreds of short sessions would pin GBs).
         self.session.take_pending()
         self.session.finish()
-        self._to_bgr = self._detect_to_bgr = BgrConverter()
+        self._to_bgr, self._detect_to_bgr = BgrConverter(), BgrConverter()
         await self._flush_channel()
         if self.pc is not None:
             await self.pc.close()
