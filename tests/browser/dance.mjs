@@ -398,11 +398,14 @@ async function keypointsOnly(page, result) {
       const video = document.getElementById("you");
       return { width: video.videoWidth, local: video.srcObject?.getVideoTracks()[0]?.kind === "video" };
     });
-    result.samples.push({ overlay: await overlayPixels(page, "you-overlay"), video: local, page: await readPage(page) });
+    const sample = { overlay: await overlayPixels(page, "you-overlay"), video: local, page: await readPage(page) };
+    result.samples.push(sample);
+    log(`t=${((Date.now() - danceStart) / 1000).toFixed(1)}`, JSON.stringify(sample.overlay), sample.page.state);
+    if (sample.page.state !== "dancing") break; // a busy machine: the dancer video ended first
   }
   await page.screenshot({ path: join(opts.out, "keypoints-only.png") });
   result.framesBack = await framesBack(page);
-  await page.click("#stop");
+  if (await page.isEnabled("#stop")) await page.click("#stop");
   await page.waitForSelector("#summary:not([hidden])", { timeout: 30_000 });
   result.summary = await page.evaluate(() => ({ processed: document.getElementById("sum-processed").textContent.trim() }));
 }
