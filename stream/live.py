@@ -228,7 +228,7 @@ class SessionRunner:
             on_frame = self._guarded(self._on_frame, "webcam frame")
             self._spawn(consume(track, self._latest, on_frame), "webcam", on_return="your webcam stopped sending video")
             if self.returned_video:
-                annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent, self._on_drawn)
+                annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent, self.session.stages.add)
                 self._tracks.append(annotated)
                 if self.pc is not None:
                     self.pc.addTrack(annotated)
@@ -263,9 +263,6 @@ class SessionRunner:
 
     def _on_sent(self) -> None:
         self.core.on_sent(self._loop.time())
-
-    def _on_drawn(self, seconds: float) -> None:
-        self.session.stages.add("draw", seconds)
 
     def _annotation(self) -> tuple[FrameAnalysis, Limb | None] | None:
         return self.session.annotation(self._loop.time())

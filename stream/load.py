@@ -2,13 +2,14 @@
 sessions measure. Pure: the shell samples each live session's counters with the time (`now`, s of a monotonic
 clock) and asks `snapshot` before it answers an offer.
 
-Each sample is a session's running totals: ticks processed, ticks skipped, and the seconds its ticks took to
-process (wall time on the analyzer thread: on a busy machine a tick waits for a core and takes longer, which is
-exactly what a tick budget is about). Over the last `window_s` seconds of samples of one session:
+Each sample is a session's running totals: ticks processed, ticks skipped, and the seconds its work took
+(stream.stages: its ticks, the background detector, its webcam decoder, and the returned frames' drawing and
+encoding; wall time, but for the decoder's CPU time: on a busy machine a tick waits for a core and takes longer,
+which is exactly what a tick budget is about). Over the last `window_s` seconds of samples of one session:
 
 * kept = processed / (processed + skipped): the share of its due ticks that were analysed;
-* busy = processing seconds / wall seconds: the share of one core its ticks hold, i.e. its tick time over its
-  tick budget (1 / tick rate) times the share of ticks processed.
+* busy = work seconds / wall seconds: the share of one core the session holds; its tick path's part is its tick
+  time over its tick budget (1 / tick rate) times the share of ticks processed.
 
 A session is *measured* once its window holds `min_ticks` due ticks. The load figure is the measured sessions'
 busy summed, plus the predicted cost of every unmeasured one, over the CPU count; a measured session keeping

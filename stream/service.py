@@ -137,7 +137,7 @@ class SessionService:
 
     def _sample(self, runner: SessionRunner, now: float) -> None:
         s = runner.session
-        self.gauge.sample(runner.id, now, s.processed, s.sampler.skipped, s.busy_s)
+        self.gauge.sample(runner.id, now, s.processed, s.sampler.skipped, s.stages.total_s())
 
     async def _models(self, pose: str | None) -> Models:
         """The models for `pose`; the reference's backend may be one this server no longer offers: then the

@@ -314,7 +314,6 @@ class LiveSession(Generic[F]):
         self.webcam_rate = RateMeter()
         self.arrivals = ArrivalSmoother()
         self.inference_s = 0.0  # moving average
-        self.busy_s = 0.0  # processing time of every tick so far (stream.load)
         self.stages = StageClock()
         self._last_tick: int | None = None  # the newest processed reference tick
         self._pending: tuple[int, F] | None = None
@@ -426,7 +425,6 @@ class LiveSession(Generic[F]):
         self._latest = (result.shown or result.analysis, now)
         self._limb = result.score.limb
         self.inference_s = result.seconds if not self.inference_s else 0.8 * self.inference_s + 0.2 * result.seconds
-        self.busy_s += result.seconds
         self.stages.tick(result.seconds)
         for stage, seconds in result.stages:
             if seconds > 0 or stage != "detect":

@@ -9,10 +9,11 @@ The stages, in the order a frame meets them:
 * pose: the pose network and picking the main dancer (on the tick path);
 * score: the scorer's verdict on the tick;
 * draw: the returned frame: converting it, drawing the skeleton, converting back (not in keypoints-only mode);
+* encode: the returned frame from the moment the returned track hands it to aiortc until aiortc asks for the
+  next one: its encode (in aiortc's executor), packetizing, encryption and sending (not in keypoints-only mode);
 * send: building and sending the tick's messages on the data channel.
 
-The returned track's encode runs in aiortc's shared executor and is measured per process by `make bench`
-(bench.scale), not per session.
+`total_s` sums them: what the session costs, in seconds, as admission by load (stream.load) counts it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from stream.protocol import TickTimes
 
-STAGES = ("decode", "convert", "detect", "pose", "score", "draw", "send")
+STAGES = ("decode", "convert", "detect", "pose", "score", "draw", "encode", "send")
 TICK_SAMPLES = 600  # a minute of ticks at 10 ticks/s
 
 
@@ -47,6 +48,9 @@ class StageClock:
         if stage not in self.seconds:
             raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
         self.seconds[stage], self.counts[stage] = max(0.0, seconds), count
+
+    def total_s(self) -> float:
+        return sum(self.seconds.values())
 
     def tick(self, seconds: float) -> None:
         self._ticks.append(seconds)

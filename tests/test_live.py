@@ -250,7 +250,7 @@ async def test_a_keypoints_only_session_returns_no_video_and_a_pose_message_per_
     assert all(len(p["keypoints"]) == len(PART_NAMES) for p in result.poses)
     assert any(k is not None for p in result.poses for k in p["keypoints"])  # someone is found in the footage
     counts = runner.session.stages.counts
-    assert counts["draw"] == 0 and counts["pose"] == runner.session.processed
+    assert counts["draw"] == counts["encode"] == 0 and counts["pose"] == runner.session.processed
     assert 1 <= counts["detect"] <= runner.session.processed  # the first tick's, then the background runs
     assert result.metadata["tick_ms"]["n"] == runner.session.processed
     await assert_session_released(live_client, runner)

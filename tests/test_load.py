@@ -137,8 +137,9 @@ def test_stage_clock_totals_and_tick_percentiles() -> None:
     assert clock.totals_ms()["pose"] == 1100.0 and clock.counts["pose"] == 5
     assert (clock.totals_ms()["decode"], clock.counts["decode"]) == (2000.0, 120)
     assert clock.tick_times() == {"p50": 30.0, "p95": 808.0, "n": 5}
+    assert clock.total_s() == pytest.approx(1.1 + 2.0)
     with pytest.raises(ValueError, match="unknown stage"):
-        clock.add("encode", 1.0)
+        clock.add("paint", 1.0)
 
 
 def test_os_threads_take_their_python_names() -> None:
