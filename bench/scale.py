@@ -1,7 +1,8 @@
 """Scale benchmark: how many live sessions one server holds at F=10 with >= 95% of ticks kept, and where their
 CPU goes.
 
-    python -m bench.scale [--seconds S] [--max-sessions N] [--mode keypoints|annotated ...] [--out PATH]
+    python -m bench.scale [--seconds S] [--max-sessions N] [--min-steps N] [--mode keypoints|annotated ...]
+                          [--balancer] [--out PATH]
 
 Prints a table and writes bench/results/scale.json. The set-up is bench.live's: the real server in its own
 process (`python server.py`, admission by load switched off with a huge --admit-load so that the ramp can pass
@@ -10,7 +11,8 @@ the sample footage at 640x480 and 30 fps as the webcam with the frame index burn
 
 For each mode (`keypoints`: keypoints-only sessions, no returned video; `annotated`: the annotated track, the
 default) the ramp runs 1, 2, 3, ... sessions at once at F=10 for S seconds each and stops after the first step
-where a session kept fewer than 95% of its ticks (`held`: the largest step before it). Per step:
+where a session kept fewer than 95% of its ticks, but runs at least --min-steps (3) steps (`held`: the largest
+number of sessions up to which every step kept >= 95%). Per step:
 
 * ticks kept per session (ticks in its keypoint CSV / ticks the clock passed while playing), min and mean;
 * tick_ms: each session's tick time (analysis of one tick on the server) p50 and p95 from its record, averaged
@@ -108,9 +110,32 @@ def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
     return threads
 
 
-def thread_groups(pid: int, before: dict[int, tuple[str, float]], wall: float) -> dict[str, float]:
-    """Cores used by each thread group since `before` (threads started since count from zero)."""
-    after = thread_cpu_s(pid)
+class ThreadSampler:
+    """The CPU seconds of every thread of a process, sampled every second, as last seen: a session's decoder
+    thread ends with it, before the step's figures are taken."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = thread_cpu_s(pid)
+        self.seen = dict(self.before)
+
+    def sample(self) -> None:
+        self.seen |= thread_cpu_s(self.pid)
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(1.0)
+
+    def groups(self, wall: float) -> dict[str, float]:
+        self.sample()
+        return thread_groups(self.pid, self.before, self.seen, wall)
+
+
+def thread_groups(
+    pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float
+) -> dict[str, float]:
+    """Cores used by each thread group from `before` to `after` (threads started since count from zero)."""
     groups: dict[str, float] = {}
     for tid, (name, cpu) in after.items():
         spent = cpu - (before[tid][1] if tid in before else 0.0)
@@ -152,33 +177,43 @@ def last_admission(logs: Sequence[Path], since: int) -> dict[str, Any] | None:
     return ast.literal_eval(found[-1]) if found else None
 
 
+async def gather_sessions(
+    target: Target, clip: Path, reference: str, traces: list[Trace], seconds: float, annotated: bool
+) -> list[ClientResult]:
+    sessions = (
+        run_session(
+            target.url,
+            clip,
+            reference,
+            seconds=seconds,
+            fps=FPS,
+            returned_video=annotated,
+            on_sent=trace.on_sent,
+            on_received=trace.on_received if annotated else None,
+        )
+        for trace in traces
+    )
+    return list(await asyncio.gather(*sessions))
+
+
 async def run_step(
     target: Target, clip: Path, reference: str, sessions: int, seconds: float, annotated: bool
 ) -> dict[str, Any]:
     traces = [Trace() for _ in range(sessions)]
     log_start = target.logs[0].stat().st_size if target.logs else 0
-    threads = {pid: thread_cpu_s(pid) for pid in target.pids}
+    threads = [ThreadSampler(pid) for pid in target.pids]
+    sampling = [asyncio.create_task(t.run()) for t in threads]
     busy0, server0, client0, wall0 = (
         machine_busy_s(),
         sum(process_cpu_s(p) for p in target.pids),
         time.process_time(),
         time.monotonic(),
     )
-    results = await asyncio.gather(
-        *(
-            run_session(
-                target.url,
-                clip,
-                reference,
-                seconds=seconds,
-                fps=FPS,
-                returned_video=annotated,
-                on_sent=trace.on_sent,
-                on_received=trace.on_received if annotated else None,
-            )
-            for trace in traces
-        )
-    )
+    try:
+        results = await gather_sessions(target, clip, reference, traces, seconds, annotated)
+    finally:
+        for task in sampling:
+            task.cancel()
     wall = time.monotonic() - wall0
     server = sum(process_cpu_s(p) for p in target.pids) - server0
     client = time.process_time() - client0
@@ -220,7 +255,7 @@ async def run_step(
             "wall_s": round(wall, 1),
         },
         "server_per_session_cores": round(server / wall / sessions, 3),
-        "threads": {str(pid): thread_groups(pid, threads[pid], wall) for pid in target.pids},
+        "threads": {str(t.pid): t.groups(wall) for t in threads},
         "hops_ms": {
             "tick_lag": lag,
             "server_tick": tick,
@@ -258,8 +293,10 @@ async def ramp(
     seconds: float,
     most: int,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    least: int = 1,
 ) -> dict[str, Any]:
-    """1, 2, ... `most` sessions at once until a session keeps fewer than KEEP_GOAL of its ticks."""
+    """1, 2, ... `most` sessions at once until a session keeps fewer than KEEP_GOAL of its ticks, but at least
+    `least` steps (so a busy machine still shows what sessions cost by stage and how that grows)."""
     steps: list[dict[str, Any]] = []
     held = 0
     for sessions in range(1, most + 1):
@@ -268,9 +305,11 @@ async def ramp(
         steps.append(step)
         if on_step is not None:
             on_step(step)
-        if step["kept_min"] is None or step["kept_min"] < KEEP_GOAL:
+        failed = step["kept_min"] is None or step["kept_min"] < KEEP_GOAL
+        if not failed and held == sessions - 1:
+            held = sessions
+        if failed and sessions >= least:
             break
-        held = sessions
     return {"held": held, "reached_max": held == most, "steps": steps}
 
 
@@ -300,7 +339,9 @@ async def behind_balancer(
 # The run
 
 
-async def run(modes: Sequence[str], seconds: float, most: dict[str, int], work: Path, balancer: bool) -> dict[str, Any]:
+async def run(
+    modes: Sequence[str], seconds: float, most: dict[str, int], least: int, work: Path, balancer: bool
+) -> dict[str, Any]:
     started = time.monotonic()
     video = assets.SAMPLE_VIDEO.path()
     assets.ensure((assets.SAMPLE_VIDEO,))
@@ -328,7 +369,9 @@ async def run(modes: Sequence[str], seconds: float, most: dict[str, int], work: 
         for mode in modes:
             annotated = mode == "annotated"
             figures["one_server"][mode] = await ramp(
-                target, clip, reference, annotated, seconds, most[mode], lambda step: log.warning("%s", _line(step))
+                *(target, clip, reference, annotated, seconds, most[mode]),
+                lambda step: log.warning("%s", _line(step)),
+                least=least,
             )
     finally:
         server.stop()
@@ -371,13 +414,14 @@ def main() -> None:
     parser.add_argument(
         "--balancer", action="store_true", help="also run two servers behind the cluster harness's balancer"
     )
+    parser.add_argument("--min-steps", type=int, default=3, help="run at least this many steps (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json", help="where the JSON goes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     modes = args.mode or ["keypoints", "annotated"]
     most = {mode: args.max_sessions or DEFAULT_MAX[mode] for mode in DEFAULT_MAX}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        figures = asyncio.run(run(modes, args.seconds, most, Path(tmp), args.balancer))
+        figures = asyncio.run(run(modes, args.seconds, most, args.min_steps, Path(tmp), args.balancer))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
     print(table(figures))
