@@ -143,7 +143,8 @@ class LoadGauge:
             capacity, admitting, added = self.max_sessions, room, None
         else:
             added = cost / self.cores
-            fits = math.floor(self.policy.threshold / added + 1e-9) if added > 0 else self.max_sessions
+            ratio = self.policy.threshold / added if added > 0 else math.inf
+            fits = math.floor(ratio + 1e-9) if ratio < self.max_sessions else self.max_sessions
             capacity = min(self.max_sessions, max(1, fits), max(1, len(figures) - 1) if overloaded else fits)
             admitting = room and (sessions == 0 or (not overloaded and load + added <= self.policy.threshold))
         return {

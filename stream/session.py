@@ -278,7 +278,7 @@ class LiveSession(Generic[F]):
     Flow: `on_clock` for each clock message; `on_frame` for every webcam frame (it may fill the one-slot
     mailbox, replacing an unprocessed tick, which then counts as skipped); the shell takes the mailbox with
     `take_pending`, runs `process` in a worker thread, and hands the result to `record` (or the tick to `fail`).
-    Only `process` may run off the shell's thread, and only one at a time.
+    Only `process` and `detect_people` may run off the shell's thread, each one at a time.
     """
 
     def __init__(

@@ -3,6 +3,7 @@ per-stage accumulators (stream.stages); the OS names of threads (stream.threadna
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
@@ -116,6 +117,14 @@ def test_the_hard_cap_holds_whatever_the_load() -> None:
         run(gauge, session, seconds=10, tick_s=0.001)
     snapshot = gauge.snapshot(["a", "b"])
     assert (snapshot["capacity"], snapshot["admitting"]) == (2, False)
+
+
+def test_an_infinite_threshold_leaves_admission_to_the_cap() -> None:
+    gauge = LoadGauge(cores=2, max_sessions=4, policy=LoadPolicy(threshold=math.inf))
+    for session in ("a", "b", "c"):
+        run(gauge, session, seconds=10, tick_s=0.5)  # 5 cores each asked of 2
+    snapshot = gauge.snapshot(["a", "b", "c"])
+    assert (snapshot["load"], snapshot["capacity"], snapshot["admitting"]) == (7.5, 4, True)
 
 
 def test_bad_policies_and_gauges_are_refused() -> None:
