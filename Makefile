@@ -57,13 +57,14 @@ format:
 extract-sample:
 	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4
 
-# Figures as JSON under bench/results/ (about 20 minutes on 2 cores); docs/benchmarks.md quotes them.
+# Figures as JSON under bench/results/ (about 30 minutes on 2 cores); docs/benchmarks.md quotes them.
 bench: setup
 	$(PY) -m bench.offline
 	$(PY) -m bench.backends
 	$(PY) -m bench.live
 	$(PY) -m bench.scoring
 	$(PY) -m bench.privacy
+	$(PY) -m bench.scale
 
 # The long reliability runs (soak, backpressure); figures to bench/results/reliability.json.
 soak: setup

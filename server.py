@@ -41,12 +41,14 @@ from stream.health import HealthApi, ServerState, drain
 from stream.jobstore import StoredJobs
 from stream.limits import LOOPBACK_HOSTS, guard_middleware, host_name
 from stream.live import SessionRegistry
+from stream.load import LoadPolicy
 from stream.memory import limit_malloc_arenas
 from stream.rates import Rate
 from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
 from stream.store import Store, database_url
+from stream.threadnames import name_os_threads_forever
 
 log = logging.getLogger("server")
 
@@ -74,10 +76,12 @@ class Settings:
         weeks and months); its token is refused after that and its rows deleted. None or 0: kept for ever.
     max_upload_bytes: an upload's video file (413 beyond, nothing over the limit is written to disk).
     max_offer_bytes: the body of `POST /api/offer` (413 beyond).
-    max_sessions: live sessions at once (503 beyond). The default is what `make bench` (bench.live) shows two
-        cores carry on the default backend with nearly every tick kept; a session on a tf-pose reference costs
-        about as much as three, so a server whose references are tf-pose's should run with --max-sessions 1
-        (docs/reliability.md, "Session cap").
+    max_sessions: the hard cap on live sessions at once (503 beyond). Below it, sessions are admitted on measured
+        load (stream.load): an offer is refused (503) when the load predicted with one more session would pass
+        `admit_load`; the cap alone decides until a session has been measured (docs/reliability.md, "Session
+        cap").
+    admit_load: the load figure (sessions' tick time per second over the cores, stream.load) an admitted session
+        may bring the server up to.
     offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond);
         `upload_rate` also limits `POST /api/analyze/video` (minutes of model work, like a build).
     analyze_rate: per client address on `POST /api/analyze/image` and `POST /api/analyze/audio` (429 beyond).
@@ -110,7 +114,8 @@ class Settings:
     max_upload_bytes: int = 500 * 2**20
     max_duration_s: float = 20 * 60
     live_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    max_sessions: int = 3
+    max_sessions: int = 8
+    admit_load: float = LoadPolicy().threshold
     retention_s: float | None = DEFAULT_RETENTION_DAYS * 86400.0
     database_url: str | None = None
     max_offer_bytes: int = MAX_OFFER_BYTES
@@ -144,6 +149,7 @@ JOBS = web.AppKey("jobs", StoredJobs)
 STORE = web.AppKey("store", Store)
 ARCHIVE = web.AppKey("archive", SessionArchive)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
+SERVICE = web.AppKey("service", SessionService)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
 MODELS = web.AppKey("models", ModelCatalog)
@@ -178,7 +184,10 @@ def create_app(
         return LiveSession(dancer, analyzer(chosen), fps, mirror, detect=detect, pose=chosen.pose.name)
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
-    service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
+    policy = LoadPolicy(threshold=settings.admit_load)
+    app[SERVICE] = service = SessionService(
+        library, registry, live_pool, new_session, catalog, settings.session_limits(), policy
+    )
     app[STATE] = state = ServerState()
     sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive, lambda: state.draining)
     health = HealthApi(service, store, state, jobs.owner)
@@ -219,6 +228,7 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             asyncio.create_task(registry.purge_forever(), name="session-purger"),
             asyncio.create_task(archive.purge_forever(), name="store-purger"),
             asyncio.create_task(jobs.flush_forever(), name="reference-jobs-writer"),
+            asyncio.create_task(name_os_threads_forever(), name="thread-namer"),
         ]
         app[STATE].ready = True
         yield
@@ -290,7 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-sessions",
         type=int,
         default=Settings().max_sessions,
-        help=f"live sessions at once, 503 beyond (default {Settings().max_sessions})",
+        help=f"the hard cap on live sessions at once, 503 beyond (default {Settings().max_sessions})",
+    )
+    parser.add_argument(
+        "--admit-load",
+        type=float,
+        default=Settings().admit_load,
+        help="admit a session only while the measured load with it stays at or under this (cores in use by"
+        f" sessions over cores; default {Settings().admit_load:g})",
     )
     parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
     parser.add_argument(
@@ -354,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         seed_video=seed,
         live_workers=max(1, args.live_workers),
         max_sessions=max(1, args.max_sessions),
+        admit_load=args.admit_load,
         allowed_origins=tuple(args.allow_origin),
         allowed_hosts=allowed_hosts(args.host, args.allow_host),
         database_url=args.database,

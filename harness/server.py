@@ -4,6 +4,7 @@ port (`AppServer`), with test settings (`settings_for`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 import subprocess
 import sys
@@ -28,9 +29,9 @@ START_TIMEOUT_S = 180.0  # loading TensorFlow and the models on a busy machine
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    """Test settings: no seeding unless asked, two live workers as on the target machine, no rate limits (the
-    tests of the limits set their own)."""
-    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2)
+    """Test settings: no seeding unless asked, two live workers as on the target machine, no rate limits and no
+    admission by measured load (a figure of the machine, not of the test; the tests of each set their own)."""
+    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2, admit_load=math.inf)
     unlimited = {"offer_rate": UNLIMITED, "upload_rate": UNLIMITED, "analyze_rate": UNLIMITED}
     return dataclasses.replace(settings, **{**unlimited, **overrides})
 

@@ -1,7 +1,7 @@
 """A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
 
     python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
-                              [--no-mirror] [--pose BACKEND] [--no-mosaic]
+                              [--no-mirror] [--pose BACKEND] [--no-mosaic] [--keypoints-only]
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and follows the frames
 sent: it is `--start` + the media time of the newest frame handed to WebRTC (+ the time since, up to one frame
@@ -12,7 +12,8 @@ first (`ClientResult.frames_dropped`), so the clock keeps the pace of the wall c
 (`stream.clock`) runs at the playback rate between messages, and a clock that stalls with the encoder would have
 it run ahead of the frames.
 
-The returned annotated video is recorded; the keypoint, score and move CSVs and the session's metadata
+The returned annotated video is recorded (with `--keypoints-only` the server returns no video: the `pose` messages
+are kept instead, and the webcam is offered send-only); the keypoint, score and move CSVs and the session's metadata
 (session.json: pose backends, tick rate, tick counts, warnings, latency, tier counts) are downloaded with the
 session's token. `run_session` does the same for tests and benchmarks (with hooks that see every frame sent and
 received).
@@ -85,6 +86,8 @@ class ClientResult:
     scores_csv: str = ""
     moves_csv: str = ""
     moves: list[dict[str, Any]] = field(default_factory=list)  # the `move` messages, in arrival order
+    poses: list[dict[str, Any]] = field(default_factory=list)  # the `pose` messages (keypoints-only sessions)
+    score_times: dict[int, float] = field(default_factory=dict)  # tick → loop time its first `score` came
     metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
     files: list[Path] = field(default_factory=list)
 
@@ -180,6 +183,7 @@ async def run_session(
     pose: str | None = None,
     profile: str | None = None,
     mosaic: bool | None = None,
+    returned_video: bool = True,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
     on_connected: ChannelHook | None = None,
@@ -189,8 +193,8 @@ async def run_session(
     out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
     server's pose backend for this session (default: the one that extracted the reference); `profile`: a profile
     token (stream.protocol) that lists the session among its past ones; `mosaic`: False asks for the returned
-    video without faces mosaicked (None: the server's default, mosaicked). `on_connected` runs
-    beside the clock (and is cancelled with it)."""
+    video without faces mosaicked (None: the server's default, mosaicked); `returned_video` False: a
+    keypoints-only session (no annotated.mp4). `on_connected` runs beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
@@ -201,13 +205,15 @@ async def run_session(
         webcam = _SentTrack(player.video, on_sent)
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if out_dir else MediaBlackhole()
+        record = out_dir is not None and returned_video
+        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if record and out_dir else MediaBlackhole()
         drains = MediaBlackhole()
         if player.audio is not None:
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
         fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose, "profile": profile}
         fields["mosaic"] = mosaic
+        fields["returned_video"] = returned_video
         try:
             result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
@@ -231,7 +237,7 @@ async def run_session(
                 player.audio.stop()
             await sink.stop()
             await drains.stop()
-        await _download(http, base, result, out_dir)
+        await _download(http, base, result, out_dir, annotated=returned_video)
     return result
 
 
@@ -264,11 +270,16 @@ async def _connect(
             returned.append(_TapTrack(track, on_received))
             sink.addTrack(returned[0])
 
-    pc.addTrack(webcam)
+    if fields["returned_video"]:
+        pc.addTrack(webcam)
+    else:
+        pc.addTransceiver(webcam, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     reference, fps, mirror, pose, profile = (fields[k] for k in ("reference", "fps", "mirror", "pose", "profile"))
-    body = offer_body(sdp, reference, fps, mirror, pose, profile, fields.get("mosaic"))
+    body = offer_body(
+        sdp, reference, fps, mirror, pose, profile, fields.get("mosaic"), returned_video=fields["returned_video"]
+    )
     async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
         try:
@@ -286,6 +297,9 @@ async def _connect(
             return
         if data["type"] == "score":
             result.scores.append(dict(data))
+            result.score_times.setdefault(data["tick"], asyncio.get_running_loop().time())
+        elif data["type"] == "pose":
+            result.poses.append(dict(data))
         elif data["type"] == "move":
             result.moves.append(dict(data))
         elif data["type"] == "stats":
@@ -334,7 +348,9 @@ async def _drive_clock(
         result.clock_end = t
 
 
-async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:
+async def _download(
+    http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None, annotated: bool = True
+) -> None:
     headers = {"Authorization": f"Bearer {result.token}"}
     for name in ("keypoints.csv", "scores.csv", "moves.csv"):
         async with http.get(f"{base}/api/sessions/{result.session}/{name}", headers=headers) as response:
@@ -350,7 +366,8 @@ async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult
     if out_dir is not None:
         (out_dir / "session.json").write_text(json.dumps(result.metadata, indent=2) + "\n")
         result.files += [out_dir / "session.json"]
-        result.files.insert(0, out_dir / "annotated.mp4")
+        if annotated:
+            result.files.insert(0, out_dir / "annotated.mp4")
 
 
 async def _check(response: aiohttp.ClientResponse, doing: str) -> None:
@@ -374,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
     parser.add_argument("--pose", help="the server's pose backend for you (default: the one the reference used)")
     parser.add_argument("--no-mosaic", action="store_true", help="ask for the returned video without faces mosaicked")
+    parser.add_argument("--keypoints-only", action="store_true", help="no returned video: keypoints per tick instead")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -399,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 mirror=not args.no_mirror,
                 pose=args.pose,
                 mosaic=False if args.no_mosaic else None,
+                returned_video=not args.keypoints_only,
             )
         )
     except (ClientError, aiohttp.ClientError, OSError, MediaStreamError, av.FFmpegError) as exc:

@@ -65,10 +65,11 @@ class HealthApi:
             "models": self.state.ready,
             "database": database,
             "draining": self.state.draining,
-            "accepting": ready and not self.state.draining and load.room,
-            "live": load.live,
-            "capacity": load.capacity,
-            "load": load.load,
+            "accepting": ready and not self.state.draining and load["admitting"],
+            "live": load["sessions"],
+            "capacity": load["capacity"],
+            "load": round(load["load"], 3),
+            "admission": load,
             "instance": self.instance,
         }
 

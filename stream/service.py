@@ -1,10 +1,13 @@
-"""Starting a live session, as one service whatever the transport: `SessionService.start(offer)`.
+"""Starting a live session, as one service whatever the transport: `SessionService.start(offer)`; the server's
+load as admission sees it: `SessionService.load()`.
 
-The rule that makes the session cap hold under concurrency: a place is reserved before the first await (nothing
-else can run between the check and the reservation) and released on any failure. So offers over the cap are
-refused before anything is loaded for them, and a crowd of simultaneous offers gets exactly `max_sessions`
-sessions. Checks that cost nothing (the SDP, the reference, the backend's name) come first, so a bad offer is
-told what is wrong with it even when the server is busy.
+An offer is admitted on measured load (stream.load: the live sessions' kept ticks and tick times against their
+budget, over the CPU count), within the hard cap `max_sessions`. The rule that makes both hold under
+concurrency: the decision and the reservation of a place happen before the first await (nothing else can run
+between them; a reserved place counts at the predicted cost of a session) and the place is released on any
+failure. So offers over capacity are refused before anything is loaded for them, and a crowd of simultaneous
+offers gets no more than the cap. Checks that cost nothing (the SDP, the reference, the backend's name) come
+first, so a bad offer is told what is wrong with it even when the server is busy.
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import av
 from aiortc import RTCSessionDescription
 
 from pose.pipeline import ModelCatalog, Models
 from stream.core import SessionLimits
-from stream.live import SessionRegistry, SessionRunner, check_offer_sdp
+from stream.live import SessionRegistry, SessionRunner, SessionsFull, check_offer_sdp
+from stream.load import LoadGauge, LoadPolicy, LoadSnapshot
 from stream.protocol import OfferError, OfferRequest
 from stream.references import ReferenceLibrary, ReferenceMeta
 from stream.session import DancerPoses, LiveSession
@@ -34,15 +38,24 @@ class UnknownReference(LookupError):
     """The offer names a reference the library does not hold."""
 
 
-@dataclass(frozen=True)
-class ServiceLoad:
-    """What a server carries, as `GET /api/health` reports it: `live` sessions (with those being answered), the
-    `capacity` it admits, `load` as a share of that (1.0 is full), and whether it has `room` for one more."""
+class ServerLoaded(SessionsFull):
+    """The measured load leaves no room for another session (a 503 like SessionsFull)."""
 
-    live: int
-    capacity: int
-    load: float
-    room: bool
+    def __init__(self, snapshot: LoadSnapshot) -> None:
+        super().__init__(snapshot["max_sessions"])
+        self.args = (
+            f"the server is busy: its {snapshot['sessions']} live sessions use {snapshot['load']:.0%} of what it can "
+            "carry and another would not fit; try again in a minute",
+        )
+        self.snapshot = snapshot
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class SessionService:
@@ -56,6 +69,7 @@ class SessionService:
         new_session: SessionFactory,
         models: ModelCatalog,
         limits: SessionLimits | None = None,
+        load_policy: LoadPolicy | None = None,
     ) -> None:
         self.library = library
         self.registry = registry
@@ -64,18 +78,17 @@ class SessionService:
         self.models = models
         self.limits = limits or SessionLimits()
         self._dancers: dict[str, DancerPoses] = {}
+        self.gauge = LoadGauge(cpu_count(), registry.max_live, load_policy)
 
-    def load(self) -> ServiceLoad:
-        """This server's load (the admission rule of `start` decides `room`)."""
-        live = len(self.registry.live()) + self.registry.reserved
-        capacity = self.registry.max_live
-        share = live / capacity if capacity > 0 else 1.0
-        return ServiceLoad(live=live, capacity=capacity, load=round(share, 3), room=live < capacity)
+    def load(self) -> LoadSnapshot:
+        """The server's load now: live sessions (and offers being answered), the load figure, the capacity
+        estimate and whether an offer would be admitted (stream.load)."""
+        return self.gauge.snapshot((r.id for r in self.registry.live()), self.registry.reserved)
 
     async def start(self, offer: OfferRequest) -> tuple[SessionRunner, RTCSessionDescription]:
         """The running session and its answer. OfferError (the offer cannot be used), UnknownReference, or
-        stream.live.SessionsFull (over the cap: nothing was loaded)."""
-        check_offer_sdp(offer.sdp)
+        stream.live.SessionsFull (over the hard cap, or ServerLoaded over the measured load: nothing was loaded)."""
+        check_offer_sdp(offer.sdp, offer.returned_video)
         meta = self.library.get(offer.reference)
         if meta is None:
             raise UnknownReference(offer.reference)
@@ -84,7 +97,12 @@ class SessionService:
                 self.models.resolve(offer.pose)
             except ValueError as exc:
                 raise OfferError(f'"pose": {exc}') from None
-        reservation = self.registry.reserve(asyncio.get_running_loop().time())  # before the first await
+        now = asyncio.get_running_loop().time()
+        self.registry.purge(now)
+        load = self.load()  # the decision and the reservation before the first await
+        if not load["admitting"] and len(self.registry.live()) + self.registry.reserved < self.registry.max_live:
+            raise ServerLoaded(load)
+        reservation = self.registry.reserve(now)
         try:
             runner = await self._run(offer, meta)
         except BaseException:
@@ -92,8 +110,9 @@ class SessionService:
             raise
         reservation.fill(runner)
         log.info(
-            "session %s: reference %s at %g ticks/s, mirror %s, %s (dancer: %s)",
+            "session %s: reference %s at %g ticks/s, mirror %s, %s (dancer: %s), %s; admitted at load %s",
             *(runner.id, meta.id, runner.session.fps, offer.mirror, runner.session.pose, meta.pose),
+            *("annotated video" if offer.returned_video else "keypoints only", load),
         )
         assert runner.pc is not None and runner.pc.localDescription is not None
         return runner, runner.pc.localDescription
@@ -105,7 +124,9 @@ class SessionService:
             session = self.new_session(dancer, offer.fps, offer.mirror, models)
         except ValueError as exc:  # fps that does not divide the reference's tick rate
             raise OfferError(str(exc)) from None
-        runner = SessionRunner(session, self.executor, meta.id, self.limits, offer.mosaic)
+        runner = SessionRunner(
+            session, self.executor, meta.id, self.limits, offer.mosaic, offer.returned_video, self._sample
+        )
         try:
             await runner.answer(offer.sdp)
         except OfferError as exc:
@@ -115,6 +136,10 @@ class SessionService:
             await runner.close("failed to answer")
             raise
         return runner
+
+    def _sample(self, runner: SessionRunner, now: float) -> None:
+        s = runner.session
+        self.gauge.sample(runner.id, now, s.processed, s.sampler.skipped, s.stages.total_s())
 
     async def _models(self, pose: str | None) -> Models:
         """The models for `pose`; the reference's backend may be one this server no longer offers: then the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import av
@@ -100,26 +101,38 @@ class AnnotatedTrack(MediaStreamTrack):
         latest: LatestFrame,
         annotation: Callable[[], tuple[FrameAnalysis, Limb | None] | None],
         on_sent: Callable[[], None],
+        on_stage: Callable[[str, float], None] | None = None,
         faces: LiveFaces | None = None,
     ) -> None:
-        """`faces`: mosaics the faces on every frame sent (None: faces are left as they are)."""
+        """`on_stage(stage, seconds)`: how long each annotated frame took to draw ("draw", with the faces
+        mosaicked), and how long aiortc took with each frame handed over before it asked for the next ("encode":
+        encode, packetize, send). `faces`: mosaics the faces on every frame sent (None: faces are left as they
+        are)."""
         super().__init__()
         self._faces = faces
         self._latest = latest
         self._annotation = annotation
         self._on_sent = on_sent
+        self._on_stage = on_stage
+        self._handed_at: float | None = None  # perf_counter when the last frame was handed to aiortc
         self._seq = 0
         self._to_bgr = BgrConverter()
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if self._handed_at is not None and self._on_stage is not None:
+            self._on_stage("encode", time.perf_counter() - self._handed_at)
         self._seq, frame = await self._latest.newer_than(self._seq)
         annotation = self._annotation()
         self._on_sent()
-        if annotation is None:
-            return frame
-        return annotate(frame, annotation[0], self._to_bgr, annotation[1], self._faces)
+        if annotation is not None:
+            started = time.perf_counter()
+            frame = annotate(frame, annotation[0], self._to_bgr, annotation[1], self._faces)
+            if self._on_stage is not None:
+                self._on_stage("draw", time.perf_counter() - started)
+        self._handed_at = time.perf_counter()
+        return frame
 
 
 def annotate(

@@ -242,6 +242,23 @@ def test_dance_along_in_chromium(server: Server, sample_reference: str, camera_c
     assert {int(row[0]) for row in rows} <= set(main_ticks)
 
 
+def test_a_keypoints_only_session_in_chromium(
+    server: Server, sample_reference: str, camera_clip: Path, tmp_path: Path
+) -> None:
+    """The page's option: the camera is offered send-only, no video comes back, the local camera is shown and
+    the user's skeleton is drawn over it from the `pose` messages; the session scores as usual."""
+    result = run_driver(server, tmp_path, "keypoints", "--reference", sample_reference, "--clip", camera_clip)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
+    assert "a=sendonly" in result["offerVideo"] and "a=sendrecv" not in result["offerVideo"]
+    assert result["caption"] == "your camera, skeleton drawn here"
+    dancing = [s for s in result["samples"] if s["page"]["state"] == "dancing"]
+    assert dancing and all(s["video"]["local"] for s in dancing)  # the page shows its own camera
+    assert any(s["overlay"]["drawn"] > 0 for s in dancing), [s["overlay"] for s in dancing]  # the skeleton
+    assert result["framesBack"] == 0  # nothing decoded from the server
+    assert int(result["summary"]["processed"]) > 0
+
+
 def test_the_page_coaches_in_chromium(server: Server, sample_reference: str, camera_clip: Path, tmp_path: Path) -> None:
     """The dancer's skeleton over the dancer video (before and while dancing), 0.75x playback, an A-B loop whose
     seeks back to A reach the server as jumps and whose passes are each scored, and the report's uPlot charts

@@ -20,7 +20,7 @@ import { UserError } from "./errors.js";
 import { Feedback } from "./feedback.js";
 import { exportFilename, failedTicksNotice } from "./format.js";
 import { Library } from "./library.js";
-import { SkeletonOverlay } from "./overlay.js";
+import { LiveSkeleton, SkeletonOverlay } from "./overlay.js";
 import { Practice } from "./practice.js";
 import { startProgress } from "./progress.js";
 import { Report } from "./report.js";
@@ -32,7 +32,13 @@ import { SummaryDialog } from "./summary.js";
 
 const $ = (id) => document.getElementById(id);
 
-const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror"), mosaic: $("mosaic") };
+const controls = {
+  start: $("start"),
+  stop: $("stop"),
+  mirror: $("mirror"),
+  mosaic: $("mosaic"),
+  keypointsOnly: $("keypoints-only"),
+};
 const you = { video: $("you"), placeholder: $("you-placeholder") };
 
 const feedback = new Feedback({
@@ -57,6 +63,7 @@ const scoreboard = new Scoreboard({
   verdict: $("verdict"),
 });
 const overlay = new SkeletonOverlay($("dancer"), $("dancer-overlay"));
+const youSkeleton = new LiveSkeleton($("you"), $("you-overlay")); // keypoints-only sessions
 const passes = new PassTracker();
 const practice = new Practice(
   {
@@ -163,6 +170,7 @@ function render() {
   controls.stop.disabled = state !== "connecting" && state !== "dancing";
   controls.mirror.disabled = busy;
   controls.mosaic.disabled = busy;
+  controls.keypointsOnly.disabled = busy;
   library.setLocked(busy);
 }
 
@@ -173,6 +181,7 @@ async function start() {
     reference,
     mirror: controls.mirror.checked,
     mosaic: controls.mosaic.checked,
+    returnedVideo: !controls.keypointsOnly.checked,
     dancer: $("dancer"),
   });
   session = current;
@@ -184,6 +193,8 @@ async function start() {
   moveLog = new MoveLog();
   passes.setLoop(practice.loop);
   overlay.setOff(null);
+  youSkeleton.clear();
+  $("you-caption").textContent = returnedVideo ? "annotated by the server" : "your camera, skeleton drawn here";
   follow(current);
   try {
     await current.start();
@@ -199,6 +210,7 @@ function follow(current) {
   current.addEventListener("status", mine((text) => feedback.status(text)));
   current.addEventListener("warnings", mine((lines) => feedback.notice(lines)));
   current.addEventListener("track", mine(showReturnedVideo));
+  current.addEventListener("pose", mine((pose) => youSkeleton.show(pose)));
   current.addEventListener(
     "score",
     mine((score) => {
