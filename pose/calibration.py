@@ -8,7 +8,7 @@ identity would lose points to that noise however well they danced). For each ref
 
 * chance: the poses (with their motion) of `CANDIDATES` other moments more than `GAP_S` away are scored
   against tick k exactly as a user is (`pose.similarity`, best row of the ±window, mirror tried); chance is
-  their mean: what a pose picked at random from the dance earns on average.
+  their `CHANCE_PERCENTILE`-th percentile: nine in ten poses picked from elsewhere in the dance earn 0.
 * match: the reference video analysed a second time, every frame flipped left to right and the keypoints
   flipped back (`pose.pipeline.extract_video(mirrored=True)`, stored as `second_look.csv`), its moment k
   scored against tick k the same way; match is the median of those similarities over ±`MATCH_SMOOTH_S`
@@ -36,6 +36,7 @@ from pose.similarity import Moments, PoseArrays, similarity
 
 GAP_S = 3.0
 CANDIDATES = 120
+CHANCE_PERCENTILE: float | None = 90.0  # None: the mean (bench.scoring compares them)
 MATCH_SMOOTH_S = 1.0
 MIN_SPAN = 0.05  # a tick whose second look is barely better than chance cannot tell a match from chance
 CALIBRATION_NAME = "calibration.csv"
@@ -70,7 +71,13 @@ class Calibration:
 
 
 def chance_baseline(
-    moments: Moments, fps: float, *, mirror: bool = True, window_s: float = WINDOW_S, gap_s: float = GAP_S
+    moments: Moments,
+    fps: float,
+    *,
+    mirror: bool = True,
+    window_s: float = WINDOW_S,
+    gap_s: float = GAP_S,
+    percentile: float | None = CHANCE_PERCENTILE,
 ) -> npt.NDArray[np.float64]:
     """The chance similarity (K,) of every reference tick, NaN where nothing from elsewhere was comparable.
 
@@ -95,7 +102,7 @@ def chance_baseline(
         ).total  # (n, m)
         best = np.where(np.isnan(sim).all(axis=1), np.nan, np.nanmax(np.nan_to_num(sim, nan=-1.0), axis=1))
         if np.isfinite(best).any():
-            chance[k] = float(np.nanmean(best))
+            chance[k] = float(np.nanmean(best) if percentile is None else np.nanpercentile(best, percentile))
     return chance
 
 
@@ -124,9 +131,11 @@ def match_ceiling(
     return smooth
 
 
-def calibration_of(moments: Moments, second: Moments | None, fps: float) -> Calibration:
+def calibration_of(
+    moments: Moments, second: Moments | None, fps: float, percentile: float | None = CHANCE_PERCENTILE
+) -> Calibration:
     """The reference's calibration from its moments and, when there is one, its second look's."""
-    chance = chance_baseline(moments, fps)
+    chance = chance_baseline(moments, fps, percentile=percentile)
     match = np.full(len(moments), np.nan) if second is None else match_ceiling(moments, second, fps)
     floor = np.nan_to_num(chance, nan=0.0) + MIN_SPAN
     return Calibration(chance, np.where(np.isfinite(match), np.minimum(np.maximum(match, floor), 1.0), np.nan))

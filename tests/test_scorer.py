@@ -105,7 +105,7 @@ def test_a_reference_cut_round_trips_and_a_gap_is_refused(tmp_path: Path) -> Non
 
 
 def test_tiers_follow_the_thresholds() -> None:
-    assert [tier_of(s) for s in (100.0, 90.0, 89.9, 60.0, 30.0, 29.9, float("nan"))] == [
+    assert [tier_of(s) for s in (100.0, 75.0, 74.9, 40.0, 15.0, 14.9, float("nan"))] == [
         Tier.PERFECT, Tier.PERFECT, Tier.GOOD, Tier.GOOD, Tier.OK, Tier.MISS, Tier.MISS,
     ]  # fmt: skip
 
