@@ -58,7 +58,7 @@ def write_clip(
         if size:
             stream.width, stream.height = size
         audio = sink.add_stream("aac", rate=48000) if audio_seconds else None
-        sound = _add_sound_stream(sink, audio_file) if audio_file else None
+        sound = add_sound_stream(sink, audio_file) if audio_file else None
         written = 0
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format=frame_format)
@@ -75,11 +75,11 @@ def write_clip(
         if audio is not None:
             _write_tone(sink, audio, audio_seconds)
         if sound is not None and audio_file is not None:
-            _write_sound(sink, sound, audio_file)
+            write_sound(sink, sound, audio_file)
     return path
 
 
-def _add_sound_stream(container: av.container.OutputContainer, source: Path) -> av.AudioStream:
+def add_sound_stream(container: av.container.OutputContainer, source: Path) -> av.AudioStream:
     with av.open(str(source)) as sound:
         context = sound.streams.audio[0].codec_context
         stream = container.add_stream("aac", rate=context.sample_rate)
@@ -87,7 +87,7 @@ def _add_sound_stream(container: av.container.OutputContainer, source: Path) -> 
         return stream
 
 
-def _write_sound(container: av.container.OutputContainer, audio: av.AudioStream, source: Path) -> None:
+def write_sound(container: av.container.OutputContainer, audio: av.AudioStream, source: Path) -> None:
     with av.open(str(source)) as sound:
         written = 0
         for frame in sound.decode(audio=0):

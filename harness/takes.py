@@ -8,7 +8,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.clips import source_frames, write_clip
+import av
+
+from harness.clips import add_sound_stream, source_frames, write_clip, write_sound
 
 FOOTAGE_FPS = 10  # the sample footage's frame rate
 
@@ -60,3 +62,19 @@ def footage_with_sound(footage: Path, out: Path, frames: int, sound: Path | None
     images = (image for _, image in zip(range(frames), source_frames(footage, None, "yuv420p"), strict=False))
     options = {"preset": "ultrafast", "crf": str(crf), "bf": "0"}
     return write_clip(out, images, FOOTAGE_FPS, frame_format="yuv420p", options=options, audio_file=sound)
+
+
+def with_sound(video: Path, sound: Path, out: Path) -> Path:
+    """`video`'s picture stream as it is (packets copied, so every frame decodes to the same pixels) with `sound`
+    as AAC under it instead of its own audio."""
+    with av.open(str(video)) as source, av.open(str(out), "w", format="mp4") as sink:
+        picture = source.streams.video[0]
+        copied = sink.add_stream_from_template(picture)
+        audio = add_sound_stream(sink, sound)
+        for packet in source.demux(picture):
+            if packet.dts is None:
+                continue
+            packet.stream = copied
+            sink.mux(packet)
+        write_sound(sink, audio, sound)
+    return out
