@@ -25,6 +25,8 @@ PURE = {
     "pose.models.movenet_post": HEAVY,
     "pose.pipeline": HEAVY,
     "pose.cli": HEAVY,
+    "pose.align": HEAVY,
+    "pose.takes": HEAVY,
     "stream.clock": HEAVY,
     "stream.session": ("tensorflow", "aiortc"),
     "stream.protocol": ("tensorflow", "aiortc", "aiohttp"),
