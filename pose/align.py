@@ -25,9 +25,9 @@ Refusals (`AlignmentError`, whose text is meant for the user): no sound in the t
 `MIN_CONFIDENCE` (another song, or the song drowned out), or |drift| over `MAX_DRIFT_S`. The thresholds come
 from measurements on real music under noise, reverb and resampling (`bench.takes`, docs/benchmarks.md):
 
-* `MIN_CONFIDENCE` 0.6: takes of the song delayed, resampled, with pink noise and reverb (and band-limited
-  to a phone's 200-3000 Hz) score 0.8 to 0.9; 12 s windows of the same game's two other songs (the same
-  instruments and tempo) score 0.2 to 0.45, pink noise alone under 0.05.
+* `MIN_CONFIDENCE` 0.6: 12 s takes of the song delayed by up to 2.9 s, resampled to 16-48 kHz, with pink noise
+  and reverb (or band-limited to a phone's 200-3000 Hz) score 0.72 to 0.91; 12 s windows of the same game's
+  other songs (the same instruments and tempo) score 0.2 to 0.45, noise alone under 0.05.
 * `MAX_DRIFT_S` 0.05: half a tick at 10 ticks a second, past which the tick grid lands on other frames at the
   take's end than at its start; takes on a steady clock measure under 1 ms.
 """
