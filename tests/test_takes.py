@@ -39,9 +39,10 @@ SECONDS = FRAMES / FPS
 DELAY_S = 0.437  # the take's sound starts this much after its first frame: the song's t = 0 is take time 0.437
 ALIGN_TOLERANCE_S = 0.020
 # A take re-encoded from the footage scores on the same ticks what the reference's own footage scores, but for
-# the two H.264 encodes of each frame: the sample's people are small, the keypoints move by a pixel or two, and
-# the calibrated score stretches that (see docs/benchmarks.md, "Recorded takes").
-MEAN_SCORE_TOLERANCE = 15.0
+# the two H.264 encodes of each frame: the sample's people are small and their keypoints move by a pixel or two.
+# The raw similarity moves by 4.9 points on average on this take (the calibrated score, which stretches the top of
+# the raw scale, by 10.5; docs/benchmarks.md, "Recorded takes").
+MEAN_RAW_TOLERANCE = 10.0
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,8 @@ async def test_a_re_encoded_take_scores_within_the_re_encoding_tolerance(
     take = score_take(offline_session(library, meta, models), footage, take_media.take, alignment)
     own = score_take(offline_session(library, meta, models), footage, footage, alignment)
     assert [s.tick for s in take.session.scores] == [s.tick for s in own.session.scores] == list(range(116))
-    differences = np.abs([a.score - b.score for a, b in zip(take.session.scores, own.session.scores, strict=True)])
-    assert differences.mean() <= MEAN_SCORE_TOLERANCE, (differences.mean(), np.percentile(differences, 90))
+    differences = np.abs([a.raw - b.raw for a, b in zip(take.session.scores, own.session.scores, strict=True)])
+    assert differences.mean() <= MEAN_RAW_TOLERANCE, (differences.mean(), np.percentile(differences, 90))
 
 
 @pytest.mark.parametrize(
