@@ -14,7 +14,8 @@ worker behind the reference builds:
 3. writes the side-by-side MP4 (the dancer with the reference's skeleton | the take with the user's, the
    reference's audio) through the annotated-MP4 writer, one frame per scored tick;
 4. stores the session (record and CSVs) like an ended live session, so `GET /api/sessions/{id}/...` and the
-   page's report serve it; the MP4 is a file under `<data-dir>/takes/`, `GET /api/sessions/{id}/take.mp4`.
+   page's report serve it; the MP4 is a file under `<data-dir>/takes/`, `GET /api/sessions/{id}/take.mp4`,
+   deleted once past the sessions' retention (checked whenever a take arrives).
 
 The take is scored on the reference's own tick rate, mirrored unless `mirror=0`; a profile token
 (`Authorization: Bearer <profile>`) lists it among that profile's sessions. Take jobs are not kept across a
@@ -218,8 +219,11 @@ class TakesApi(ReferencesApi):
     async def post_take(self, request: web.Request) -> web.Response:
         """The take as multipart (`video`) or the raw body → 202 {"job", "session", "token"}."""
         meta = self._reference(request)
+        await asyncio.to_thread(self._sweep)
         mirror = request.query.get("mirror", "1") not in ("0", "false", "no")
         profile = _profile(request)
+        if request.content_length is not None and request.content_length > self.max_upload_bytes + CHUNK:
+            raise self._too_large(request.content_length)  # before a byte is read (a form's fields add a little)
         reference_video = self.library.video_path(meta.id)
         path = self.library.upload_path()
         try:
@@ -252,6 +256,16 @@ class TakesApi(ReferencesApi):
         disposition = f'attachment; filename="dancesync-{found.id}-{VIDEO_NAME}"'
         return web.FileResponse(path, headers={"Cache-Control": "no-store", "Content-Disposition": disposition})
 
+    def _sweep(self) -> None:
+        """Delete the videos of takes past the sessions' retention (their sessions are purged from the store)."""
+        not_before = self.archive.not_before()
+        for video in self.folder.glob("*.mp4"):
+            try:
+                if video.stat().st_mtime < not_before:
+                    video.unlink()
+            except FileNotFoundError:
+                pass
+
     async def _receive_raw(self, request: web.Request, path: Path) -> None:
         limit = self.max_upload_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -273,6 +287,7 @@ class TakesApi(ReferencesApi):
         started = time.time()
         loop = asyncio.get_running_loop()
         video = self.folder / f"{job.session}.mp4"
+        work: asyncio.Future[TakeScore] | None = None
         try:
             reference_video = self.library.video_path(meta.id)
             work = loop.run_in_executor(self.jobs.executor, self._score, job, session, reference_video, take, video)
@@ -293,6 +308,8 @@ class TakesApi(ReferencesApi):
             await self.archive.store.run(self.archive.store.save_session, stored)
         except asyncio.CancelledError:
             job.state, job.error = JobState.FAILED, "the server restarted; send the recording again"
+            if work is not None:  # the worker stops at its next tick (the cancel flag); wait for it to let go
+                await asyncio.gather(work, return_exceptions=True)
             raise
         except (AlignmentError, VideoError) as exc:
             job.state, job.error = JobState.FAILED, _reason(exc, take, self.library.root)

@@ -27,6 +27,7 @@ from pose.media.audio import read_sound
 from pose.pipeline import FrameAnalyzer, Models
 from pose.takes import take_ticks
 from server import LIBRARY, create_app
+from stream.rates import Rate
 from stream.references import ReferenceLibrary, ReferenceMeta, new_id
 from stream.session import DancerPoses, LiveSession
 from stream.takes import align_files, score_take
@@ -254,4 +255,19 @@ async def test_a_take_without_audio_or_a_video_is_refused(
     assert response.status == 400 and (await response.json())["error"].startswith("not a readable video")
     response = await client.post(f"/api/references/{'x' * 22}/takes", data=take_form(take_media.take))
     assert response.status == 404
+    assert list(client.app[LIBRARY].uploads.iterdir()) == []
+
+
+async def test_takes_have_the_upload_limits(
+    aiohttp_client: Any, take_media: TakeMedia, reference_dir: tuple[Path, ReferenceMeta], models: Models
+) -> None:
+    settings = settings_for(reference_dir[0], max_upload_bytes=64 * 1024, upload_rate=Rate(burst=2, per_minute=1))
+    client: Client = await aiohttp_client(create_app(settings, models))
+    path = f"/api/references/{reference_dir[1].id}/takes"
+    too_big = await client.post(path, data=take_form(take_media.take))
+    assert too_big.status == 413 and "larger than" in (await too_big.json())["error"]
+    raw = await client.post(path, data=take_media.take.read_bytes())
+    assert raw.status == 413
+    limited = await client.post(path, data=take_form(take_media.take))
+    assert limited.status == 429 and "Retry-After" in limited.headers
     assert list(client.app[LIBRARY].uploads.iterdir()) == []
