@@ -83,16 +83,16 @@ class SessionService:
         self, meta: ReferenceMeta, pose: str | None, fps: float | None, mirror: bool
     ) -> LiveSession[av.VideoFrame]:
         """A new session on `meta` with backend `pose` (None: the reference's), as every session is made (a
-        live one, or a recorded take's, stream.takes). ValueError for fps that does not divide the reference's."""
+        live one, or a recorded take's, stream.takes). OfferError for fps that does not divide the reference's."""
         dancer = await self._dancer(meta)
         models = await self._models(pose or meta.pose)
-        return self.new_session(dancer, fps, mirror, models)
-
-    async def _run(self, offer: OfferRequest, meta: ReferenceMeta) -> SessionRunner:
         try:
-            session = await self.session_for(meta, offer.pose, offer.fps, offer.mirror)
+            return self.new_session(dancer, fps, mirror, models)
         except ValueError as exc:  # fps that does not divide the reference's tick rate
             raise OfferError(str(exc)) from None
+
+    async def _run(self, offer: OfferRequest, meta: ReferenceMeta) -> SessionRunner:
+        session = await self.session_for(meta, offer.pose, offer.fps, offer.mirror)
         runner = SessionRunner(session, self.executor, meta.id, self.limits)
         try:
             await runner.answer(offer.sdp)
