@@ -5,6 +5,7 @@
 
 import { getJob, postTake, sessionFile, sessionRecord } from "./api.js";
 import { UserError } from "./errors.js";
+import { profileToken } from "./progress.js";
 import { ScoreTally } from "./score.js";
 
 const JOB_POLL_MS = 500;
@@ -90,9 +91,8 @@ export class TakeScorer {
     this.download.hidden = true;
     try {
       this.#progress(0, "Uploading…");
-      const created = await postTake(reference.id, form, (share) =>
-        this.#progress(share, `Uploading… ${Math.round(share * 100)}%`),
-      );
+      const onProgress = (share) => this.#progress(share, `Uploading… ${Math.round(share * 100)}%`);
+      const created = await postTake(reference.id, form, onProgress, profileToken());
       await this.#follow(created.job);
       const [record, scores, moves] = await Promise.all([
         sessionRecord(created.session, created.token),
