@@ -48,6 +48,7 @@ from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
 from stream.store import Store, database_url
+from stream.takes import TakesApi
 from stream.threadnames import name_os_threads_forever
 
 log = logging.getLogger("server")
@@ -82,8 +83,9 @@ class Settings:
         cap").
     admit_load: the load figure (sessions' tick time per second over the cores, stream.load) an admitted session
         may bring the server up to.
-    offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond);
-        `upload_rate` also limits `POST /api/analyze/video` (minutes of model work, like a build).
+    offer_rate, upload_rate: per client address on `POST /api/offer`, and on `POST /api/references` and
+        `POST /api/references/{id}/takes` each (429 beyond); `upload_rate` also limits `POST /api/analyze/video`
+        (minutes of model work, like a build).
     analyze_rate: per client address on `POST /api/analyze/image` and `POST /api/analyze/audio` (429 beyond).
     max_video_analyses: `POST /api/analyze/video` requests at once (503 beyond); their ticks share the live
         inference workers with the sessions.
@@ -163,7 +165,7 @@ def create_app(
     set of models (then only its backend is offered); `analyzer` makes one per session."""
     catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
     rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
-    rates |= {"POST /api/analyze/video": settings.upload_rate}
+    rates |= {"POST /api/references/{id}/takes": settings.upload_rate, "POST /api/analyze/video": settings.upload_rate}
     rates |= {f"POST /api/analyze/{kind}": settings.analyze_rate for kind in ("image", "audio")}
     guard = guard_middleware(rates, settings.allowed_origins, time.monotonic, settings.allowed_hosts)
     app = web.Application(middlewares=[guard])
@@ -196,7 +198,8 @@ def create_app(
         max_videos=settings.max_video_analyses,
         hide=(settings.data_dir,),
     )
-    routes = [*references.routes(), *sessions.routes(), *health.routes(), *analysis.routes()]
+    takes = TakesApi(references, sessions, service, archive, settings.data_dir / "takes")
+    routes = [*references.routes(), *sessions.routes(), *health.routes(), *analysis.routes(), *takes.routes()]
     app.add_routes([*routes, *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app

@@ -319,6 +319,10 @@ class SessionsApi:
         stored = await store.run(store.profile_sessions, digest(token), reference, not_before)
         return web.json_response({"sessions": [s.summary() for s in stored]}, headers={"Cache-Control": "no-store"})
 
+    async def authorised(self, request: web.Request, file: str | None = None) -> SessionResults:
+        """The session the request names, if it carries its token (see `_authorised`)."""
+        return await self._authorised(request, file)
+
     async def _authorised(self, request: web.Request, file: str | None = None) -> SessionResults:
         """The session, if the request carries its token or its profile's; 403 without a token, 404 for a wrong
         token or id alike (so neither reveals whether a session exists). `file`: the one file needed (None: all)."""

@@ -31,7 +31,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,15 +128,17 @@ class Job:
     state: JobState = JobState.QUEUED
     progress: float = 0.0
     error: str | None = None
+    session: str | None = None  # a recorded take being scored (stream.takes): the session it becomes
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "state": str(self.state),
             "progress": round(self.progress, 4),
             "error": self.error,
             "reference": self.reference,
             "pose": self.pose,
         }
+        return found if self.session is None else {**found, "session": self.session}
 
 
 class JobCancelled(Exception):
@@ -408,6 +410,20 @@ class ReferenceJobs:
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id) if is_id(job_id) else None
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the server shuts down: work on the job worker stops at its next checkpoint."""
+        return self._cancel
+
+    def track(self, job: Job, work: Coroutine[Any, Any, None]) -> Job:
+        """Other work shown as a job (a recorded take being scored, stream.takes): `GET /api/jobs/{id}` follows
+        it, and it is cancelled at shutdown. Kept in memory only: a restart loses it (its user sends it again)."""
+        self.jobs[job.id] = job
+        task = asyncio.create_task(work, name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
 
     def backfill(self) -> asyncio.Task[None] | None:
         """Compute the calibration and moves of every reference that lacks them, one after the other on the job

@@ -117,13 +117,20 @@ class SessionService:
         assert runner.pc is not None and runner.pc.localDescription is not None
         return runner, runner.pc.localDescription
 
-    async def _run(self, offer: OfferRequest, meta: ReferenceMeta) -> SessionRunner:
+    async def session_for(
+        self, meta: ReferenceMeta, pose: str | None, fps: float | None, mirror: bool
+    ) -> LiveSession[av.VideoFrame]:
+        """A new session on `meta` with backend `pose` (None: the reference's), as every session is made (a
+        live one, or a recorded take's, stream.takes). OfferError for fps that does not divide the reference's."""
         dancer = await self._dancer(meta)
-        models = await self._models(offer.pose or meta.pose)
+        models = await self._models(pose or meta.pose)
         try:
-            session = self.new_session(dancer, offer.fps, offer.mirror, models)
+            return self.new_session(dancer, fps, mirror, models)
         except ValueError as exc:  # fps that does not divide the reference's tick rate
             raise OfferError(str(exc)) from None
+
+    async def _run(self, offer: OfferRequest, meta: ReferenceMeta) -> SessionRunner:
+        session = await self.session_for(meta, offer.pose, offer.fps, offer.mirror)
         runner = SessionRunner(
             session, self.executor, meta.id, self.limits, offer.mosaic, offer.returned_video, self._sample
         )

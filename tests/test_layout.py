@@ -26,6 +26,8 @@ PURE = {
     "pose.pipeline": HEAVY,
     "pose.cli": HEAVY,
     "pose.spectrogram": HEAVY,
+    "pose.align": HEAVY,
+    "pose.takes": HEAVY,
     "stream.clock": HEAVY,
     "stream.session": ("tensorflow", "aiortc"),
     "stream.protocol": ("tensorflow", "aiortc", "aiohttp"),

@@ -29,6 +29,7 @@ import { Scoreboard } from "./scoreboard.js";
 import { Session } from "./session.js";
 import { parseKeypointsCsv } from "./skeleton.js";
 import { SummaryDialog } from "./summary.js";
+import { TakeScorer } from "./takes.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -130,6 +131,19 @@ const summary = new SummaryDialog(
     downloadScores: $("download-scores"),
   },
   { onDownload: download, fallbackFocus: () => controls.start },
+);
+
+new TakeScorer(
+  {
+    form: $("take-form"),
+    file: $("take-file"),
+    button: $("take-button"),
+    progress: $("take-progress"),
+    bar: $("take-bar"),
+    label: $("take-label"),
+    download: $("take-download"),
+  },
+  { feedback, reference: () => library.selected, onScored: showTake },
 );
 
 let session = null;
@@ -260,6 +274,21 @@ function ended(current, failed, reason) {
   if (failed) feedback.status("The session ended early.");
   else if (reason) feedback.status(`The server ended the session: ${reason}`);
   else feedback.status("Session over. Download your CSVs or dance again.");
+}
+
+/** A scored recording (takes.js): the same summary and report as at the end of a live session; its CSVs download
+ * as the session's. */
+function showTake(take) {
+  if (session?.active) return; // a live session owns the page; the take's files stay downloadable from its panel
+  session = take;
+  moveLog = new MoveLog();
+  take.moves.forEach((move) => moveLog.addMove(move));
+  take.scores.forEach((score) => moveLog.addScore(score));
+  render();
+  const figures = sessionSummary(take.tally, take.stats, NaN, take.reference.fps);
+  summary.show(figures, { pose: take.pose, reason: null });
+  showReport(take).catch((error) => console.warn("the report could not be drawn:", error));
+  feedback.status("Your recording is scored. Download your CSVs or score another.");
 }
 
 /** The report under the summary: the session's scores and verdicts, the reference's moves, both skeletons. */
