@@ -99,9 +99,9 @@ def _wav(path: Path, convert: Path | None = None) -> tuple[np.ndarray, int]:
 
 
 def session_on(library: ReferenceLibrary, meta: ReferenceMeta, models: Models) -> LiveSession[Any]:
-    chance, moves = library.scoring(meta)
+    calibration, moves = library.scoring(meta)
     aspect = meta.width / meta.height
-    dancer = DancerPoses.from_csv(library.csv_path(meta.id), meta.fps, aspect, meta.pose, chance, moves)
+    dancer = DancerPoses.from_csv(library.csv_path(meta.id), meta.fps, aspect, meta.pose, calibration, moves)
     return LiveSession(dancer, FrameAnalyzer(models), None, True, detect=models.detector.detect, pose=models.pose.name)
 
 

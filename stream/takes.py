@@ -7,7 +7,7 @@ worker behind the reference builds:
 
 1. aligns the take's sound to the reference's; a take without sound, of another song, or whose clock drifts
    fails with the sentence `pose.align` gives;
-2. makes a session as every session is made (`SessionService.session_for`: the reference's dancer, chance and
+2. makes a session as every session is made (`SessionService.session_for`: the reference's dancer, calibration and
    moves, the same `LiveSession` and `pose.judge.Judge`), and feeds it the take's frame of every reference
    tick the take covers (`pose.takes`: tick k is take time k / F + offset), in order: the same detector
    cadence, scores, verdicts and CSVs as a live session;
@@ -44,6 +44,7 @@ from pose.align import NO_MUSIC, NO_SOUND, Alignment, AlignmentError, align
 from pose.draw import draw_analysis
 from pose.media.audio import read_sound
 from pose.media.video import AnnotatedWriter, VideoError, iter_frames, probe_video
+from pose.privacy import face_boxes, mosaic
 from pose.takes import side_by_side, side_by_side_size, take_frames, take_ticks
 from pose.ticks import sample_ticks
 from pose.types import Detections, FrameAnalysis, Poses
@@ -141,11 +142,14 @@ class _SideBySide:
     def write(self, tick: int, take_bgr: np.ndarray, user: FrameAnalysis, off: Any) -> None:
         while self._shown is None or self._shown[0] < tick:
             self._shown = next(self.frames)
-        left = self._shown[1].to_ndarray(format="bgr24")
-        # Both pictures are drawn here, one frame of the video at a time: what must be hidden on every frame
-        # that leaves the server (faces) is hidden here too, after drawing.
-        draw_analysis(left, self._dancer_at(tick, left), draw_boxes=False)
+        left = np.asarray(self._shown[1].to_ndarray(format="bgr24"), dtype=np.uint8)
+        # Every frame of this video is a tick's own, so each half's faces are where its analysis puts them
+        # (no frames in between to interpolate for); mosaicked after drawing, as on every video leaving the server.
+        dancer = self._dancer_at(tick, left)
+        draw_analysis(left, dancer, draw_boxes=False)
+        mosaic(left, face_boxes(dancer))
         right = draw_analysis(take_bgr.copy(), user, draw_boxes=False, off=off)
+        mosaic(right, face_boxes(user))
         self.writer.write(tick, side_by_side(left, right, SIDE_HEIGHT))
 
     def _dancer_at(self, tick: int, image: np.ndarray) -> FrameAnalysis:
