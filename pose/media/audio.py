@@ -11,7 +11,7 @@ import av.container
 import numpy as np
 import numpy.typing as npt
 
-from pose.media.safety import AUDIO_OPEN_OPTIONS, OPEN_OPTIONS
+from pose.media.safety import AUDIO_OPEN_OPTIONS
 
 AUDIO_RATE = 22050  # librosa's default rate; beats need nothing finer
 
@@ -36,7 +36,7 @@ def read_sound(path: Path) -> tuple[npt.NDArray[np.float32], int] | None:
 
 def _read(path: Path, rate: int | None) -> tuple[npt.NDArray[np.float32], int] | None:
     # Opened with the safety checks' options: the file may be an upload (a recorded take).
-    with av.open(str(path), options=OPEN_OPTIONS, metadata_errors="replace") as container:  # tags need not be UTF-8
+    with av.open(str(path), options=AUDIO_OPEN_OPTIONS, metadata_errors="replace") as container:  # tags: not UTF-8
         if not container.streams.audio:
             return None
         rate = rate or container.streams.audio[0].codec_context.sample_rate or AUDIO_RATE
