@@ -191,11 +191,12 @@ function render() {
 async function start() {
   const reference = library.selected;
   if (!reference || session?.active) return;
+  const returnedVideo = !controls.keypointsOnly.checked;
   const current = new Session({
     reference,
     mirror: controls.mirror.checked,
     mosaic: controls.mosaic.checked,
-    returnedVideo: !controls.keypointsOnly.checked,
+    returnedVideo,
     dancer: $("dancer"),
   });
   session = current;
