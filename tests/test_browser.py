@@ -336,7 +336,9 @@ def test_dance_along_in_firefox(server: Server, sample_reference: str, tmp_path:
     header, scores = read_csv(Path(downloads["scores"]["path"]))
     assert header == SCORES_HEADER
     ticks = {int(row[0]) for row in scores}
-    assert len(ticks) == len(scores) == int(summary["processed"]) > 0, (len(scores), summary)
+    # The summary shows the last stats message (every second), the CSV every tick the session finished: on a busy
+    # machine the analysis in flight at the end is in the CSV only.
+    assert len(ticks) == len(scores) >= int(summary["processed"]) > 0, (len(scores), summary)
     for name in ("ready", "dance", "annotated", "summary"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0
 
