@@ -344,12 +344,15 @@ async def test_sigterm_closes_sessions_cancels_jobs_and_leaves_no_partial_file(
             async with http.post(f"{base}/api/references", data=form) as r:
                 assert r.status == 202
                 job = (await r.json())["job"]
-            for _ in range(300):
+            for _ in range(1200):  # until the build runs and the session is live on the server (a busy machine is slow)
                 async with http.get(f"{base}/api/jobs/{job}") as r:
                     state = (await r.json())["state"]
-                if state == "running" and not session.done():
+                async with http.get(f"{base}/api/health", params={"check": "ready"}) as r:
+                    live = (await r.json())["live"]
+                if (state == "running" and live >= 1) or session.done():
                     break
                 await asyncio.sleep(0.1)
+            assert not session.done() and live >= 1, "the session was not live when SIGTERM was to be sent"
             await asyncio.sleep(3)  # the session scores a few ticks, the job gets into its work
         sent = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
