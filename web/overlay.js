@@ -8,6 +8,17 @@ import { containBox, poseOfKeypoints, skeletonShapes, tickAt } from "./skeleton.
 /** A pose older than this is no longer where the user is (as the server's annotated track rules). */
 const LIVE_POSE_MAX_AGE_MS = 1000;
 
+/** The canvas sized to its box in device pixels and cleared: its 2D context, size and device pixel ratio. */
+function clearedCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.round(canvas.clientWidth * ratio);
+  const height = Math.round(canvas.clientHeight * ratio);
+  if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, width, height);
+  return { ctx, width, height, ratio };
+}
+
 /** Draw `shapes` (skeleton.skeletonShapes) on a 2D context; `scale` is the device pixel ratio. */
 export function drawShapes(ctx, { lines, joints }, scale = 1) {
   ctx.lineCap = "round";
@@ -59,12 +70,7 @@ export class LiveSkeleton {
   draw() {
     this.frame = null;
     const { canvas, video } = this;
-    const ratio = window.devicePixelRatio || 1;
-    const width = Math.round(canvas.clientWidth * ratio);
-    const height = Math.round(canvas.clientHeight * ratio);
-    if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, width, height);
+    const { ctx, width, height, ratio } = clearedCanvas(canvas);
     if (!this.pose || !video.videoWidth) return;
     const age = performance.now() - this.at;
     if (age > LIVE_POSE_MAX_AGE_MS) return;
@@ -114,12 +120,7 @@ export class SkeletonOverlay {
 
   draw(mediaTime) {
     const { canvas, video } = this;
-    const ratio = window.devicePixelRatio || 1;
-    const width = Math.round(canvas.clientWidth * ratio);
-    const height = Math.round(canvas.clientHeight * ratio);
-    if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, width, height);
+    const { ctx, width, height, ratio } = clearedCanvas(canvas);
     this.tick = null;
     if (!this.keypoints || !video.videoWidth) return;
     const tick = tickAt(mediaTime, this.keypoints.fps);
