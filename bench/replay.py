@@ -67,9 +67,9 @@ def _dancer(data_dir: Path, reference: str) -> tuple[DancerPoses, Path]:
     library = ReferenceLibrary(data_dir / "references")
     meta = library.get(reference)
     assert meta is not None
-    chance, moves = library.scoring(meta)
+    calibration, moves = library.scoring(meta)
     dancer = DancerPoses.from_csv(
-        library.csv_path(meta.id), meta.fps, meta.width / meta.height, meta.pose, chance, moves
+        library.csv_path(meta.id), meta.fps, meta.width / meta.height, meta.pose, calibration, moves
     )
     return dancer, library.root / meta.id
 
@@ -140,10 +140,12 @@ def run(seconds: float, fps: float, work: Path) -> dict[str, Any]:
     dancer, folder = _dancer(data_dir, reference)
     scores = pd.read_csv(io.StringIO(session.pop("scores_csv")), keep_default_na=False)
     ticks = scores["tick"].astype(int).tolist()
-    chance, moves = dancer.scoring()
+    calibration, moves = dancer.scoring()
 
     def judge(smoothed: bool = False) -> Judge:
-        return Judge(dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, score_smoothed=smoothed)
+        return Judge(
+            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, calibration, moves, score_smoothed=smoothed
+        )
 
     (work / "user.csv").write_text(session.pop("keypoints_csv"))
     uticks, uxy, uconf = main_dancer_arrays(read_keypoints_csv(work / "user.csv"))

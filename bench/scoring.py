@@ -10,10 +10,12 @@ extracted once with `python -m pose extract` and cached). Candidates scored agai
                   MultiPose's)
   mirrored        the dancer's poses mirrored, scored with mirror off and on
   frozen          one pose of the dancer held for the whole footage
+  second_look     the models' second look at the same footage (`pose.calibration`): the dancer danced again
+                  exactly, seen through other pixels
   lag_sweep       the dancer's own poses delayed by 0..1 s: scores and the latency estimate
 
 before = today's `score_pose` (OKS, best of the ±0.3 s window); after = `pose.scorer.Scorer` (pose + motion,
-calibrated against the reference's own chance baseline, latency-centred). Means and p90 are over the ticks where
+calibrated against the reference's own chance and match, latency-centred). Means and p90 are over the ticks where
 both the dancer and the candidate have a comparable pose. Move scores (1 s moves) feed the tier thresholds.
 Jitter: RMS second difference of the keypoints (frame fractions) on the stillest 2 s of the dancer, raw and
 through the One-Euro filter. Writes bench/results/scoring.json.
@@ -36,7 +38,7 @@ import numpy.typing as npt
 
 from bench.machine import describe
 from pose import assets
-from pose.calibration import chance_baseline
+from pose.calibration import Calibration, calibration_of
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.models import BACKEND_NAMES
 from pose.moves import TIER_THRESHOLDS, fixed_moves
@@ -52,13 +54,13 @@ F32 = npt.NDArray[np.float32]
 Seq = tuple[F32, F32]  # xy (K, 18, 2), conf (K, 18)
 
 
-def keypoints(backend: str, cache: Path) -> Path:
-    """The backend's keypoint CSV of the sample footage, extracted on first use."""
-    path = cache / f"{backend}.csv"
+def keypoints(backend: str, cache: Path, second_look: bool = False) -> Path:
+    """The backend's keypoint CSV of the sample footage (or its second look), extracted on first use."""
+    path = cache / f"{backend}{'-second-look' if second_look else ''}.csv"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pose", "extract", str(assets.SAMPLE_VIDEO.path()), "--fps", str(FPS)]
-        subprocess.run([*cmd, "--out", str(path), "--pose", backend], check=True)
+        subprocess.run([*cmd, "--out", str(path), "--pose", backend, *(["--mirrored"] * second_look)], check=True)
     return path
 
 
@@ -92,8 +94,8 @@ def mirrored(seq: Seq) -> Seq:
 
 
 class Bench:
-    def __init__(self, ref: Seq, aspect: float, chance: npt.NDArray[np.float64]) -> None:
-        self.ref, self.aspect, self.chance = ref, aspect, chance
+    def __init__(self, ref: Seq, aspect: float, calibration: Calibration) -> None:
+        self.ref, self.aspect, self.calibration = ref, aspect, calibration
         self.ticks = len(ref[0])
         self.moments = Moments.from_keypoints(ref[0], ref[1], aspect, FPS)
         self.moves = fixed_moves(self.ticks, FPS)
@@ -102,7 +104,7 @@ class Bench:
     def run(self, seq: Seq, ticks: npt.NDArray[np.int64] | None = None, **kw: Any) -> dict[str, Any]:
         """before/after figures of one candidate sequence over `ticks` (default: all)."""
         ticks = np.arange(self.ticks) if ticks is None else ticks
-        scorer = Scorer(self.moments, FPS, self.chance, self.moves, **kw)
+        scorer = Scorer(self.moments, FPS, self.calibration, self.moves, **kw)
         mirror = kw.get("mirror", True)
         before, after, raw, used = [], [], [], []
         for i, t in enumerate(ticks):
@@ -131,6 +133,11 @@ class Bench:
 
     def full(self, seq: Seq, **kw: Any) -> dict[str, Any]:
         return self.run(seq, None, **kw)
+
+
+def _spread(values: npt.NDArray[np.float64]) -> dict[str, float]:
+    return {"mean": round(float(np.nanmean(values)), 3), "p10": round(float(np.nanpercentile(values, 10)), 3),
+            "p90": round(float(np.nanpercentile(values, 90)), 3)}  # fmt: skip
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -183,15 +190,16 @@ def bench_backend(backend: str, cache: Path, others_from: Path | None) -> dict[s
     cap.release()
     ticks, xy, conf = main_dancer_arrays(read_keypoints_csv(path))
     ref: Seq = (xy, conf)
+    _, sxy, sconf = main_dancer_arrays(read_keypoints_csv(keypoints(backend, cache, second_look=True)))
     started = time.perf_counter()
-    chance = chance_baseline(Moments.from_keypoints(xy, conf, aspect, FPS), FPS)
+    moments = Moments.from_keypoints(xy, conf, aspect, FPS)
+    calibration = calibration_of(moments, Moments.from_keypoints(sxy, sconf, aspect, FPS), FPS)
     calibration_s = time.perf_counter() - started
-    b = Bench(ref, aspect, chance)
+    b = Bench(ref, aspect, calibration)
     k = len(ticks)
     out: dict[str, Any] = {"ticks": k, "calibration_s": round(calibration_s, 1),
-                           "chance": {"mean": round(float(np.nanmean(chance)), 3),
-                                      "p10": round(float(np.nanpercentile(chance, 10)), 3),
-                                      "p90": round(float(np.nanpercentile(chance, 90)), 3)}}  # fmt: skip
+                           "chance": _spread(calibration.chance), "match": _spread(calibration.match)}  # fmt: skip
+    out["second_look"] = b.full((sxy, sconf))
     sweep = {d: b.full(shifted(ref, d)) for d in (0, 3, 5, 8, 10)}
     out["lag_sweep"] = {f"{100 * d}ms": {"before": r["before"]["mean"], "after": r["after"]["mean"],
                                          "estimate_ms": r["latency_ms"], "confident": r["latency_confident"]}
@@ -217,7 +225,7 @@ def table(results: dict[str, Any]) -> str:
     rows = ["| backend | candidate | before mean (p90) | after mean (p90) |", "|---|---|---|---|"]
     for backend, r in results.items():
         for key in ("own_0.3s", "late_0.5s", "late_0.5s_fixed_window", "other_moment", "other_person",
-                    "mirrored_mirror_off", "mirrored_mirror_on", "frozen"):  # fmt: skip
+                    "mirrored_mirror_off", "mirrored_mirror_on", "frozen", "second_look"):  # fmt: skip
             x = r[key]
             rows.append(f"| {backend} | {key} | {x['before']['mean']} ({x['before']['p90']}) | "
                         f"{x['after']['mean']} ({x['after']['p90']}) |")  # fmt: skip

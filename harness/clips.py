@@ -36,12 +36,14 @@ def write_clip(
     bit_rate: int | None = None,
     container_format: str | None = None,
     audio_seconds: float = 0.0,
+    audio_file: Path | None = None,
 ) -> Path:
     """Encode `frames` ((h, w, ...) arrays in `frame_format`) into `path` as `codec` (H.264 by default) in yuv420p.
 
     Frame i is shown at i / rate, or at timestamps[i] seconds (variable frame rates allowed) in units of
     `time_base` (1/rate by default). The size is the first frame's, or `size` (width, height), which also allows
-    a clip with no frames (a valid container, zero length). `audio_seconds` > 0 adds a 440 Hz AAC tone.
+    a clip with no frames (a valid container, zero length). `audio_seconds` > 0 adds a 440 Hz AAC tone;
+    `audio_file` adds that file's sound as AAC at its own rate, its first sample at t = 0.
     """
     time_base = time_base or Fraction(1, 1) / Fraction(rate)
     with av.open(str(path), "w", format=container_format) as sink:
@@ -56,6 +58,7 @@ def write_clip(
         if size:
             stream.width, stream.height = size
         audio = sink.add_stream("aac", rate=48000) if audio_seconds else None
+        sound = add_sound_stream(sink, audio_file) if audio_file else None
         written = 0
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format=frame_format)
@@ -71,7 +74,26 @@ def write_clip(
             sink.start_encoding()
         if audio is not None:
             _write_tone(sink, audio, audio_seconds)
+        if sound is not None and audio_file is not None:
+            write_sound(sink, sound, audio_file)
     return path
+
+
+def add_sound_stream(container: av.container.OutputContainer, source: Path) -> av.AudioStream:
+    with av.open(str(source)) as sound:
+        context = sound.streams.audio[0].codec_context
+        stream = container.add_stream("aac", rate=context.sample_rate)
+        stream.layout = "mono" if context.channels == 1 else "stereo"  # a WAV's layout may be unnamed
+        return stream
+
+
+def write_sound(container: av.container.OutputContainer, audio: av.AudioStream, source: Path) -> None:
+    with av.open(str(source)) as sound:
+        written = 0
+        for frame in sound.decode(audio=0):
+            frame.pts, written = written, written + frame.samples
+            container.mux(audio.encode(frame))
+    container.mux(audio.encode(None))
 
 
 def _write_tone(container: av.container.OutputContainer, audio: av.AudioStream, seconds: float) -> None:

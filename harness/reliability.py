@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pose.calibration import SECOND_LOOK_NAME
 from pose.pipeline import FrameAnalyzer
 from pose.types import Detections, FrameAnalysis
 from stream.client import ClientResult, run_session
@@ -71,19 +72,21 @@ class SlowAnalyzer:
 
 
 def long_reference(library: ReferenceLibrary, base: ReferenceMeta, seconds: float) -> ReferenceMeta:
-    """A reference `seconds` long whose dancer repeats `base`'s keypoints (the server reads only meta.json and
-    the CSV for a session; the video is `base`'s, for the page)."""
-    rows = pd.read_csv(library.csv_path(base.id))
+    """A reference `seconds` long whose dancer repeats `base`'s keypoints and second look (the server reads only
+    meta.json and the CSV for a session, and computes the calibration and cut from the CSVs in the background;
+    the video is `base`'s, for the page)."""
     ticks = round(seconds * base.fps)
     reps = -(-ticks // base.ticks)
-    tiled = pd.concat([rows.assign(tick=rows["tick"] + r * base.ticks) for r in range(reps)], ignore_index=True)
-    tiled = tiled[tiled["tick"] < ticks].copy()
-    tiled["time_s"] = tiled["tick"] / base.fps
     meta = ReferenceMeta(new_id(), f"{base.title}, {seconds:g} s", base.fps, ticks / base.fps, ticks, base.width,
                          base.height, base.pose)  # fmt: skip
     folder = library.root / meta.id
     folder.mkdir()
-    tiled.to_csv(folder / "keypoints.csv", index=False)
+    for name in ("keypoints.csv", SECOND_LOOK_NAME):
+        rows = pd.read_csv(library.root / base.id / name)
+        tiled = pd.concat([rows.assign(tick=rows["tick"] + r * base.ticks) for r in range(reps)], ignore_index=True)
+        tiled = tiled[tiled["tick"] < ticks].copy()
+        tiled["time_s"] = tiled["tick"] / base.fps
+        tiled.to_csv(folder / name, index=False)
     os.link(library.video_path(base.id), folder / "video.mp4")
     (folder / META_NAME).write_text(json.dumps(asdict(meta)))
     return meta

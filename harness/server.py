@@ -4,6 +4,7 @@ port (`AppServer`), with test settings (`settings_for`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import socket
 import subprocess
 import sys
@@ -28,10 +29,11 @@ START_TIMEOUT_S = 180.0  # loading TensorFlow and the models on a busy machine
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    """Test settings: no seeding unless asked, two live workers as on the target machine, no rate limits (the
-    tests of the limits set their own)."""
-    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2, offer_rate=UNLIMITED, upload_rate=UNLIMITED)
-    return dataclasses.replace(settings, **overrides)
+    """Test settings: no seeding unless asked, two live workers as on the target machine, no rate limits and no
+    admission by measured load (a figure of the machine, not of the test; the tests of each set their own)."""
+    settings = Settings(data_dir=data_dir, seed_video=None, live_workers=2, admit_load=math.inf)
+    unlimited = {"offer_rate": UNLIMITED, "upload_rate": UNLIMITED, "analyze_rate": UNLIMITED}
+    return dataclasses.replace(settings, **{**unlimited, **overrides})
 
 
 def free_port() -> int:
@@ -51,14 +53,20 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, args: Sequence[str], log: Path, name: str = "server", timeout: float = START_TIMEOUT_S
+        cls,
+        args: Sequence[str],
+        log: Path,
+        name: str = "server",
+        timeout: float = START_TIMEOUT_S,
+        port: int | None = None,
     ) -> ServerProcess:
-        """Run `python ARGS --host 127.0.0.1 --port <free>` from the repository's root (ARGS e.g. ["server.py",
-        "--data-dir", d] or ["-m", "bench.echo"]) and return once `GET /api/references` answers. RuntimeError,
-        with the end of the log, when it exits or is not up within `timeout` s."""
-        port = free_port()
+        """Run `python ARGS --host 127.0.0.1 --port PORT` (default a free one) from the repository's root (ARGS
+        e.g. ["server.py", "--data-dir", d] or ["-m", "bench.echo"]) and return once `GET /api/references`
+        answers. RuntimeError, with the end of the log, when it exits or is not up within `timeout` s. The log is
+        appended to (a restarted server keeps its earlier output)."""
+        port = port or free_port()
         command = [sys.executable, *args, "--host", "127.0.0.1", "--port", str(port)]
-        with log.open("wb") as sink:
+        with log.open("ab") as sink:
             process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
         running = cls(name, f"http://127.0.0.1:{port}", process, log)
         try:

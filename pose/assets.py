@@ -105,8 +105,14 @@ SAMPLE_MUSIC = Asset(
     "fc2b65e4be40ada5eccfbc20371784476836442c6870c79d9db9961d1199af55", "BSD-2-Clause (Kenta Cho, A7Xpg)",
 )  # fmt: skip
 
+# Another song of the same game: a recorded take of the wrong song (the takes' tests and benchmark).
+SAMPLE_MUSIC_OTHER = Asset(
+    "a7xpg-bgm1.ogg", "apt", "a7xpg-data", "usr/share/games/a7xpg/sounds/bgm1.ogg",
+    "6c11da95c4300e080d4e9c06d7434bc6b34ee81e03f9ad70753cb5bbbb0376f6", "BSD-2-Clause (Kenta Cho, A7Xpg)",
+)  # fmt: skip
+
 MODELS = (POSE_GRAPH, PERSON_GRAPH, *MOVENET_LIGHTNING, *MOVENET_THUNDER, *MOVENET_MULTIPOSE)
-SAMPLES = (SAMPLE_VIDEO, SAMPLE_SOLO, SAMPLE_PAIR, SAMPLE_MUSIC)
+SAMPLES = (SAMPLE_VIDEO, SAMPLE_SOLO, SAMPLE_PAIR, SAMPLE_MUSIC, SAMPLE_MUSIC_OTHER)
 
 
 def sha256_of(path: Path) -> str:

@@ -58,7 +58,8 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class RangeTask:
-    """Ticks start..stop-1 of `video` (of `total` ticks at `fps`, the detector every `every` ticks)."""
+    """Ticks start..stop-1 of `video` (of `total` ticks at `fps`, the detector every `every` ticks); mirrored: the
+    models' second look (`pose.pipeline.analyze_ticks`)."""
 
     video: Path
     fps: float
@@ -66,6 +67,7 @@ class RangeTask:
     stop: int
     total: int
     every: int
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,13 @@ def split_ticks(total: int, every: int, size: int) -> list[range]:
     return [range(a, min(a + step, total)) for a in range(0, total, step)]
 
 
-def plan(videos: Iterable[tuple[Path, int]], fps: float, range_s: float, every: int) -> list[RangeTask]:
+def plan(
+    videos: Iterable[tuple[Path, int]], fps: float, range_s: float, every: int, mirrored: bool = False
+) -> list[RangeTask]:
     """The ranges of each (video, total ticks), `range_s` seconds long, longest videos' ranges first."""
     size = max(1, math.ceil(range_s * fps))
     tasks = [
-        RangeTask(video, fps, r.start, r.stop, total, every)
+        RangeTask(video, fps, r.start, r.stop, total, every, mirrored)
         for video, total in videos
         for r in split_ticks(total, every, size)
     ]
@@ -100,7 +104,9 @@ def extract_range(models: Models, task: RangeTask) -> RangeResult:
 
     started = time.perf_counter()
     ticks = range(task.start, task.stop)
-    analyses = [a for _, _, a in analyze_ticks(task.video, task.fps, models, ticks, task.total, task.every)]
+    analyses = [
+        a for _, _, a in analyze_ticks(task.video, task.fps, models, ticks, task.total, task.every, None, task.mirrored)
+    ]
     if len(analyses) != len(ticks):
         raise VideoError(f"{task.video}: decoded {len(analyses)} of the {len(ticks)} ticks from {task.start}")
     return RangeResult(task, analyses, time.perf_counter() - started)
@@ -210,11 +216,13 @@ def extract_to(
     detect_interval_s: float = DETECT_INTERVAL_S,
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    mirrored: bool = False,
 ) -> list[VideoDone]:
-    """Extract each video (key) to its CSV (value) across the runner's workers, in the order given."""
+    """Extract each video (key) to its CSV (value) across the runner's workers, in the order given (mirrored:
+    the models' second look at each)."""
     videos = list(outputs)
     totals = [(v, video_ticks(v, fps)) for v in videos]
-    tasks = plan(totals, fps, range_s, detector_every(fps, detect_interval_s))
+    tasks = plan(totals, fps, range_s, detector_every(fps, detect_interval_s), mirrored)
     pending = {v: {t.start: None for t in tasks if t.video == v} for v, _ in totals}
     received: dict[Path, dict[int, RangeResult]] = {v: {} for v, _ in totals}
     grand = sum(t for _, t in totals)

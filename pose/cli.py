@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import cv2
 import numpy as np
@@ -17,7 +17,12 @@ from tqdm import tqdm
 from pose import assets
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, backend_spec
+from pose.privacy import face_boxes, mosaic
 from pose.ticks import as_rate
+
+if TYPE_CHECKING:
+    from pose.pipeline import Models
+    from pose.types import FrameAnalysis
 
 log = logging.getLogger("pose")
 
@@ -79,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--fps", type=_fps, required=True, help="ticks per second (F)")
     extract.add_argument("--out", type=Path, required=True, help="CSV to write")
     extract.add_argument("--annotated", type=Path, help="also write an MP4 with the skeletons drawn (keeps audio)")
+    extract.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="analyse every frame flipped left to right, keypoints flipped back (a reference's second look)",
+    )
+    extract.add_argument("--no-mosaic", action="store_true", help="leave faces in the annotated MP4 unmosaicked")
     add_model_arguments(extract)
 
     many = commands.add_parser(
@@ -98,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("image", type=Path)
     image.add_argument("--json", action="store_true", help="print JSON (default: a short summary)")
     image.add_argument("--annotated", type=Path, help="also write the image with skeletons drawn")
+    image.add_argument("--no-mosaic", action="store_true", help="leave faces in the annotated image unmosaicked")
     add_model_arguments(image)
 
     commands.add_parser("fetch", help="fetch and verify the models and sample media")
@@ -132,7 +144,16 @@ def run_extract(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = extract_video(args.video, args.fps, args.out, models, args.annotated, progress)
+        result = extract_video(
+            args.video,
+            args.fps,
+            args.out,
+            models,
+            args.annotated,
+            progress,
+            mirrored=args.mirrored,
+            mosaic=not args.no_mosaic,
+        )
     log.info("%d ticks, main dancer found on %d, %.1f s", result.ticks, result.found, result.seconds)
     print(f"wrote {args.out} ({result.ticks} ticks by {models.pose.name}, dancer found on {result.found})")
     return 0
@@ -170,16 +191,16 @@ def run_extract_many(args: argparse.Namespace) -> int:
 
 
 def run_image(args: argparse.Namespace) -> int:
-    from pose.types import analysis_to_dict
-
     image = read_image(args.image)
-    from pose.pipeline import FrameAnalyzer, load_models
+    from pose.pipeline import load_models
 
     models = load_models(args.data_dir, args.pose_size, args.pose)
-    analysis = FrameAnalyzer(models).analyze(image)
-    report = {"pose": models.pose.name, **analysis_to_dict(analysis)}
+    analysis, report = analyze_image(models, image)
     if args.annotated:
-        if not cv2.imwrite(str(args.annotated), draw_analysis(image, analysis)):
+        drawn = draw_analysis(image, analysis)
+        if not args.no_mosaic:
+            mosaic(drawn, face_boxes(analysis))
+        if not cv2.imwrite(str(args.annotated), drawn):
             raise UsageError(f"{args.annotated}: could not write an image there")
     if args.json:
         print(json.dumps(report))
@@ -188,19 +209,36 @@ def run_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def analyze_image(models: Models, image: np.ndarray) -> tuple[FrameAnalysis, dict[str, Any]]:
+    """One image's analysis and its report, the JSON of `image --json` (and of `POST /api/analyze/image`)."""
+    from pose.pipeline import FrameAnalyzer
+    from pose.types import analysis_to_dict
+
+    analysis = FrameAnalyzer(models).analyze(image)
+    return analysis, {"pose": models.pose.name, **analysis_to_dict(analysis)}
+
+
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    from pose.media.safety import MediaLimitError, check_image_file
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, name: str | None = None) -> np.ndarray:
+    """An encoded image → (h, w, 3) BGR; UsageError (its message starting with `name`, if any) when it is not one
+    or its header claims more pixels than the limits allow (a decompression bomb is refused before OpenCV decodes
+    it)."""
+    prefix = f"{name}: " if name else ""
+    from pose.media.safety import MediaLimitError, check_image_header
 
     try:
-        check_image_file(path)  # a decompression bomb is refused from its header, before OpenCV decodes it
+        check_image_header(data)
     except MediaLimitError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        raise UsageError(f"{prefix}{exc}") from None
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report a bad image ourselves
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        raise UsageError(f"{path}: not a readable image")
+        raise UsageError(f"{prefix}not a readable image")
     return image
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from pose.parts import NUM_PARTS, PART_NAMES
@@ -44,6 +45,17 @@ def keypoint_rows(tick: int, time_s: float, analysis: FrameAnalysis) -> list[Row
             cells += [_number(x, 4), _number(y, 4), _number(score, 4)] if found else ["", "", ""]
         rows.append([*head, str(person), *cells])
     return rows
+
+
+def as_written(xy: npt.ArrayLike, conf: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """One person's keypoints (xy (18, 2), conf (18,)) exactly as a keypoint CSV gives them back
+    (`main_dancer_arrays` of the row `keypoint_rows` writes): what scores them live is what scores them later."""
+    xy_arr, conf_arr = np.asarray(xy, dtype=np.float64), np.asarray(conf, dtype=np.float64)
+    found = (conf_arr > 0) & np.isfinite(xy_arr[:, 0])
+    back = np.full((NUM_PARTS, 3), np.nan, dtype=np.float32)
+    for i in np.flatnonzero(found):
+        back[i] = [float(_number(v, 4)) for v in (xy_arr[i, 0], xy_arr[i, 1], conf_arr[i])]
+    return back[:, :2], np.nan_to_num(back[:, 2])
 
 
 def _number(value: float, decimals: int) -> str:

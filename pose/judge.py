@@ -10,7 +10,7 @@ skeleton is what a user wants to see (jitter halved, `bench.scoring`). `smooth=T
 keypoints instead (kept for that measurement).
 
 The dancer's keypoints are not smoothed either: they were extracted offline from every frame of the reference
-and are what the chance baseline was computed on. A tick where nobody was found is scored as an all-missing pose
+and are what the calibration was computed on. A tick where nobody was found is scored as an all-missing pose
 (it scores 0, and counts against its move). `score_keypoints` is the offline form: the same `Judge` fed a
 whole keypoint sequence.
 """
@@ -22,6 +22,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
+from pose.calibration import Calibration
 from pose.moves import Move
 from pose.oneeuro import OneEuroFilter
 from pose.parts import NUM_PARTS
@@ -34,8 +35,8 @@ F64 = npt.NDArray[np.float64]
 
 class Judge:
     """dancer_xy (K, 18, 2) normalised, NaN where missing; dancer_conf (K, 18); dancer_aspect: the reference
-    video's width / height; fps: the reference's ticks per second; chance (K,) and moves: the reference's
-    calibration and cut (`pose.calibration`, `pose.moves`). Calls must come one at a time, in playing order."""
+    video's width / height; fps: the reference's ticks per second; calibration and moves: the reference's
+    own (`pose.calibration`, `pose.moves`). Calls must come one at a time, in playing order."""
 
     def __init__(
         self,
@@ -43,7 +44,7 @@ class Judge:
         dancer_conf: npt.ArrayLike,
         dancer_aspect: float,
         fps: float,
-        chance: npt.ArrayLike,
+        calibration: Calibration,
         moves: list[Move],
         *,
         mirror: bool = True,
@@ -51,7 +52,7 @@ class Judge:
     ) -> None:
         """score_smoothed: score the One-Euro filtered keypoints, not the model's (see the module docstring)."""
         moments = Moments.from_keypoints(dancer_xy, dancer_conf, dancer_aspect, fps)
-        self.scorer = Scorer(moments, fps, chance, moves, mirror=mirror)
+        self.scorer = Scorer(moments, fps, calibration, moves, mirror=mirror)
         self.filter = OneEuroFilter()
         self.score_smoothed = score_smoothed
 

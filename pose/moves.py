@@ -40,8 +40,11 @@ class Tier(enum.Enum):
     MISS = "miss"
 
 
-# (tier, lowest calibrated move score that earns it), best first; below the last is a Miss.
-TIER_THRESHOLDS: tuple[tuple[Tier, float], ...] = ((Tier.PERFECT, 90.0), (Tier.GOOD, 60.0), (Tier.OK, 30.0))
+# (tier, lowest calibrated move score that earns it), best first; below the last is a Miss. Chosen from the
+# scoring benchmark's move scores (bench.scoring): Perfect, as good as the best quarter of the models' second
+# looks at the dancer; Good, as the best three quarters; OK, better than nine in ten moves danced from elsewhere
+# in the dance or standing still.
+TIER_THRESHOLDS: tuple[tuple[Tier, float], ...] = ((Tier.PERFECT, 75.0), (Tier.GOOD, 40.0), (Tier.OK, 15.0))
 
 
 def tier_of(score: float) -> Tier:

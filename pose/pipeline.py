@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -17,6 +17,7 @@ from pose.boxes import detect_every
 from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
+from pose.privacy import Regions, SequenceMosaic
 from pose.ticks import sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
@@ -167,6 +168,7 @@ class ExtractResult:
     found: int  # ticks where a main dancer was found
     seconds: float
     timings: dict[str, float]  # summed over ticks, seconds
+    mosaicked: tuple[Regions, ...] = ()  # per annotated frame, the regions its faces were mosaicked in
 
 
 Progress = Callable[[int, int], None]
@@ -188,19 +190,22 @@ def analyze_ticks(
     video: Path,
     fps: float,
     models: Models,
-    ticks: range,
-    total: int,
-    every: int,
+    ticks: range | None = None,
+    total: int | None = None,
+    every: int | None = None,
     clock: _Stopwatch | None = None,
-) -> Iterator[tuple[int, np.ndarray, FrameAnalysis]]:
-    """(k, frame, analysis) for the ticks k in `ticks` of a video of `total` ticks, in order.
+    mirrored: bool = False,
+) -> Generator[tuple[int, np.ndarray, FrameAnalysis], None, None]:
+    """(k, BGR image, analysis) for the ticks k in `ticks` (None: all) of `video` at `fps`, in order (pose.ticks:
+    K = ceil(D · F) ticks, the frame on screen at k / F); VideoError at the end when fewer could be decoded.
 
     This is the whole of extraction's per-tick work, and it is defined so that any tick range that starts on a
     detector tick (k % every == 0) gives exactly what a run over the whole video gives there:
     - frames are picked by the exact tick rule (`pose.ticks.sample_ticks`) from a decode that starts at the
       keyframe before the range (`pose.media.video.iter_frames`);
-    - the detector runs on detector ticks and its boxes are interpolated between runs (`pose.boxes`); a range
-      also decodes and detects the detector tick just after it, which its last ticks interpolate towards;
+    - the detector runs on detector ticks (every `every`, by default `detector_every(fps)`) and its boxes are
+      interpolated between runs (`pose.boxes`; they only pick the main dancer and are drawn); a range also
+      decodes and detects the detector tick just after it, which its last ticks interpolate towards;
     - single-person backends crop around the previous tick's dancer only within a detector interval: at every
       detector tick the crop starts afresh from that tick's boxes (else the whole frame). The crop state
       otherwise runs back through every box-less tick to the start of the video, so no bounded warm-up could
@@ -208,9 +213,16 @@ def analyze_ticks(
       a clean boundary in every mode, at the cost of one whole-frame crop where the detector finds nobody.
     The ids in the analyses are from a tracker that starts with the range: callers that join ranges give ids
     with one `PersonTracker` over the whole video (`TickWriter`), which depends on the poses alone.
-    """
-    from pose.media.video import iter_frames
 
+    mirrored: analyse every frame flipped left to right and give the result flipped back
+    (`FrameAnalysis.mirrored`): the same video in the same coordinates, seen by the models a second time through
+    other pixels (`pose.calibration` measures a match by it). `clock` gets the decode and model laps.
+    """
+    from pose.media.video import VideoError, iter_frames
+
+    total = video_ticks(video, fps) if total is None else total
+    ticks = range(total) if ticks is None else ticks
+    every = detector_every(fps) if every is None else every
     if not ticks:
         return
     if ticks.start % every or ticks.step != 1 or ticks.stop > total:
@@ -227,7 +239,10 @@ def analyze_ticks(
 
     stop = ticks.stop + (extra is not None)
     frames = sample_ticks(iter_frames(video, tick_time(ticks.start, fps)), fps, stop, ticks.start)
-    images = ((k, frame.to_ndarray(format="bgr24")) for k, frame in frames)
+    images: Iterator[tuple[int, np.ndarray]] = ((k, frame.to_ndarray(format="bgr24")) for k, frame in frames)
+    if mirrored:
+        images = ((k, _flipped(image)) for k, image in images)
+    done = 0
     for k, image, people in detect_every(images, total, every, detect):
         if k == extra:
             break
@@ -235,8 +250,14 @@ def analyze_ticks(
         if k % every == 0:
             analyzer.forget_dancer()
         analysis = analyzer.analyze(image, people)
+        if mirrored:
+            analysis, image = analysis.mirrored(), _flipped(image)
         clock.restart()
+        _add(clock.laps, analysis.timings)
+        done += 1
         yield k, image, analysis
+    if done != len(ticks):
+        raise VideoError(f"{video}: decoded {done} of the {len(ticks)} ticks from {ticks.start}; the file is damaged")
 
 
 class TickWriter:
@@ -258,6 +279,11 @@ class TickWriter:
         return tracked
 
 
+def _flipped(image: np.ndarray) -> np.ndarray:
+    """The frame flipped left to right."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
 def extract_video(
     video: Path,
     fps: float,
@@ -266,43 +292,58 @@ def extract_video(
     annotated: Path | None = None,
     progress: Progress | None = None,
     detect_interval_s: float = DETECT_INTERVAL_S,
+    mirrored: bool = False,
+    mosaic: bool = True,
 ) -> ExtractResult:
     """Write the keypoint CSV of `video` sampled at `fps` ticks per second (and optionally an annotated MP4).
 
-    The person detector runs every `detect_interval_s` seconds of video and its boxes are interpolated between
-    runs (they only pick the main dancer and are drawn); see `analyze_ticks`, whose ranges joined give this same
-    CSV byte for byte (`pose.batch`). Outputs appear only when the whole video was processed; on any error
-    nothing is left behind.
+    The ticks are those of `analyze_ticks` (mirrored: see there), whose ranges joined give this same CSV byte for
+    byte (`pose.batch`). With `mosaic`, faces in the annotated MP4 are mosaicked over the skeletons
+    (`pose.privacy`; each frame waits for the ticks that decide its boxes). Outputs appear only when the whole
+    video was processed; on any error nothing is left behind.
     """
-    from pose.media.video import AnnotatedWriter, VideoError, probe_video
+    from pose.media.video import AnnotatedWriter, probe_video
 
     info = probe_video(video)
     total = tick_count(info.duration_s, fps)
-    every = detector_every(fps, detect_interval_s)
     clock = _Stopwatch()
     found = done = 0
     started = time.perf_counter()
     writer = AnnotatedWriter(annotated, info, fps) if annotated else None
+    faces = SequenceMosaic() if writer and mosaic else None
+    written = 0
+
+    def write(images: list[np.ndarray]) -> None:
+        nonlocal written
+        for image in images:
+            assert writer is not None
+            writer.write(written, image)
+            written += 1
+
     try:
         with atomic_output(out_csv) as partial, partial.open("w", newline="") as stream:
             ticks = TickWriter(stream, fps)
-            for k, image, untracked in analyze_ticks(video, fps, models, range(total), total, every, clock):
+            every = detector_every(fps, detect_interval_s)
+            for k, image, untracked in analyze_ticks(video, fps, models, None, total, every, clock, mirrored):
                 analysis = ticks.write(k, untracked)
                 clock.lap("csv")
                 if writer:
-                    writer.write(k, draw_analysis(image, analysis))
+                    drawn, t = draw_analysis(image, analysis), float(tick_time(k, fps))
+                    if faces is None:
+                        write([drawn])
+                    else:
+                        write(faces.tick(t, analysis) + faces.frame(t, drawn))
                     clock.lap("draw_encode")
-                _add(clock.laps, analysis.timings)
                 found += len(analysis.poses) > 0
                 done += 1
                 if progress:
                     progress(done, total)
-            if done != total:
-                raise VideoError(f"{video}: decoded {done} of {total} ticks; the file is damaged")
             if writer:
+                write(faces.finish() if faces else [])
                 writer.close()
     except BaseException:
         if writer:
             writer.abort()
         raise
-    return ExtractResult(done, found, time.perf_counter() - started, clock.laps)
+    regions = tuple(faces.regions) if faces else ()
+    return ExtractResult(done, found, time.perf_counter() - started, clock.laps, regions)

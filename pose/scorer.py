@@ -13,8 +13,8 @@ the user is late). From these rows:
   ticks were seen and at least `LATENCY_AGREEMENT` of all votes fall within one tick of it. Once confident, the
   scoring window is centred on the tick minus the latency, so a user who lags the music steadily is judged on
   their dancing.
-* The tick's score: the best similarity within ±`WINDOW_S` of that centre, calibrated against the chance
-  baseline of the centre tick (`pose.calibration`); the raw similarity (OKS only, 0..100, as before motion and
+* The tick's score: the best similarity within ±`WINDOW_S` of that centre, calibrated by the centre tick's
+  chance and match (`pose.calibration`); the raw similarity (OKS only, 0..100, as before motion and
   calibration) is kept beside it.
 * A move's verdict: the mean of its ticks' scores (a tick where the user was not seen scores 0), its tier, the
   limb with the lowest mean similarity, and the timing: the lag within ±`OFFSET_S` whose column matches the
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pose.calibration import calibrated
+from pose.calibration import Calibration
 from pose.limbs import NUM_LIMBS, Limb
 from pose.moves import Move, Tier, tier_of
 from pose.parts import NUM_PARTS, BodyPart
@@ -93,7 +93,7 @@ class _MoveState:
 
 
 class Scorer:
-    """reference: the dancer's moments; chance: (K,) baseline from `pose.calibration.chance_baseline`; moves:
+    """reference: the dancer's moments; calibration: its `pose.calibration.Calibration` (K ticks); moves:
     from `pose.moves`, covering 0..K-1; mirror: also try the user's mirror image; latency: centre the window
     on the estimated latency once confident."""
 
@@ -101,7 +101,7 @@ class Scorer:
         self,
         reference: Moments,
         fps: float,
-        chance: npt.ArrayLike,
+        calibration: Calibration,
         moves: list[Move],
         *,
         mirror: bool = True,
@@ -112,9 +112,9 @@ class Scorer:
         self.reference = reference
         self.fps = fps
         self.ticks = len(reference)
-        self.chance = np.asarray(chance, dtype=np.float64)
-        if self.chance.shape != (self.ticks,):
-            raise ValueError(f"chance must have shape ({self.ticks},), got {self.chance.shape}")
+        if len(calibration) != self.ticks:
+            raise ValueError(f"the calibration has {len(calibration)} ticks, the reference {self.ticks}")
+        self.calibration = calibration
         self.moves = moves
         self.mirror = mirror
         self.use_latency = latency
@@ -218,7 +218,7 @@ class Scorer:
             return 0.0, 0.0, np.full(NUM_LIMBS, np.nan), np.full(NUM_PARTS, np.nan)
         best = int(np.argmax(np.nan_to_num(total, nan=-1.0)))
         raw = float(np.nanmax(raws)) if np.isfinite(raws).any() else 0.0
-        score = calibrated(float(total[best]), float(self.chance[centre]))
+        score = self.calibration.score(centre, float(total[best]))
         return score, 100.0 * raw, sim.limbs[lo + best], sim.parts[lo + best]
 
     def _previous(self, tick: int) -> tuple[int, PoseArrays] | None:

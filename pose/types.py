@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pose.parts import NUM_PARTS, PART_NAMES
+from pose.parts import MIRRORED, NUM_PARTS, PART_NAMES
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -110,6 +110,19 @@ class FrameAnalysis:
     def main(self) -> Poses:
         """The main dancer alone (0 or 1 people)."""
         return self.poses.take([0] if len(self.poses) else [])
+
+    def mirrored(self) -> FrameAnalysis:
+        """The analysis as seen in a mirror: x -> 1 - x, each person's left and right parts swapped, boxes
+        flipped. Of an analysis of a horizontally flipped frame, this is the analysis in the frame's own
+        coordinates."""
+        order = [int(p) for p in MIRRORED]
+        xy = self.poses.xy[:, order].copy()
+        xy[..., 0] = 1.0 - xy[..., 0]
+        poses = Poses(xy, self.poses.confidence[:, order].copy(), self.poses.score.copy())
+        boxes = self.detections.boxes[:, [2, 1, 0, 3]].copy()
+        boxes[:, [0, 2]] = 1.0 - boxes[:, [0, 2]]
+        detections = Detections(boxes, self.detections.score.copy())
+        return FrameAnalysis(poses, self.ids.copy(), detections, self.width, self.height, self.timings)
 
 
 def analysis_to_dict(analysis: FrameAnalysis) -> dict[str, Any]:

@@ -11,13 +11,14 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from pose.media.video import VideoError, probe_video
+from pose.media.video import VideoError, VideoInfo, probe_video
 from stream.archive import SessionArchive
 from stream.limits import read_body
 from stream.live import SessionRegistry, SessionsFull
@@ -36,6 +37,9 @@ MAX_OFFER_BYTES = 64 * 1024  # a browser's offer with all its candidates is 4-10
 DEFAULT_FPS = 10.0
 MAX_TITLE = 120
 RETRY_AFTER_S = "60"  # what a client over the session cap is told to wait
+SESSION_HEADER = "X-Dancesync-Session"  # names the new session (or job) for a balancer's affinity (docs/deploy.md)
+JOB_HEADER = "X-Dancesync-Job"
+DRAINING = "the server is shutting down and takes no new sessions; try again (another server will take it)"
 
 
 def api_error(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
@@ -110,7 +114,7 @@ class ReferencesApi:
         path = self.library.upload_path()
         try:
             fields, filename = await self._receive(request, path)
-            title, fps = _title(fields.get("title"), filename), _fps(fields.get("fps"))
+            title, fps = _title(fields.get("title"), filename), parse_fps(fields.get("fps"))
             pose = self._pose(fields.get("pose"))
             await self._check_video(path)
             job = self.jobs.submit(path, title, fps, remove_source=True, pose=pose)
@@ -118,47 +122,11 @@ class ReferencesApi:
             path.unlink(missing_ok=True)
             raise
         log.info("upload %r (%d bytes) → reference %s, job %s", title, path.stat().st_size, job.reference, job.id)
-        return web.json_response({"id": job.reference, "job": job.id}, status=202)
+        return web.json_response({"id": job.reference, "job": job.id}, status=202, headers={JOB_HEADER: job.id})
 
     async def _receive(self, request: web.Request, path: Path) -> tuple[dict[str, str], str | None]:
         """Stream the `video` part to `path` (size-limited) and collect the small fields."""
-        fields: dict[str, str] = {}
-        filename: str | None = None
-        got_video = False
-        parts = 0
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                parts += 1
-                if parts > MAX_PARTS:
-                    raise api_error(web.HTTPBadRequest, f"the form has more than {MAX_PARTS} fields")
-                if not isinstance(part, BodyPartReader):
-                    raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
-                if part.name == "video" and not got_video:
-                    filename, got_video = part.filename, True
-                    await self._save(part, path)
-                elif part.name == "video":
-                    raise api_error(web.HTTPBadRequest, "send one 'video' file per upload")
-                elif part.name in ("title", "fps", "pose") and part.name not in fields:
-                    fields[part.name] = await _small_field(part)
-                else:  # skipped, but read within the field limit: an unknown part must not stream forever
-                    await _small_field(part)
-        except ValueError as exc:  # a malformed multipart body
-            raise api_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from None
-        if not got_video:
-            raise api_error(web.HTTPBadRequest, "the form has no 'video' file field")
-        return fields, filename
-
-    async def _save(self, part: BodyPartReader, path: Path) -> None:
-        size = 0
-        with path.open("wb") as out:
-            while chunk := await part.read_chunk(CHUNK):
-                size += len(chunk)
-                if size > self.max_upload_bytes:
-                    raise self._too_large(size)
-                out.write(chunk)
-        if size == 0:
-            raise api_error(web.HTTPBadRequest, "the video file is empty")
+        return await receive_upload(request, "video", path, ("title", "fps", "pose"), self.max_upload_bytes)
 
     def _pose(self, text: str | None) -> str | None:
         if text is None or not text.strip():
@@ -169,26 +137,85 @@ class ReferencesApi:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
 
     def _too_large(self, size: int) -> web.HTTPException:
-        limit_mb = self.max_upload_bytes / 2**20
-        return api_error(
-            web.HTTPRequestEntityTooLarge,
-            f"the video is larger than the {limit_mb:g} MB limit",
-            max_size=self.max_upload_bytes,
-            actual_size=size,
-        )
+        return upload_too_large("video", self.max_upload_bytes, size)
 
     async def _check_video(self, path: Path) -> None:
-        try:
-            info = await asyncio.to_thread(probe_video, path)
-        except VideoError as exc:
-            reason = video_error_reason(exc, (path, self.library.root))
-            raise api_error(web.HTTPBadRequest, f"not a readable video: {reason}") from None
-        if info.duration_s > self.max_duration_s:
-            limit = self.max_duration_s
-            limit_text = f"{limit / 60:g} minutes" if limit >= 60 else f"{limit:g} seconds"
-            raise api_error(
-                web.HTTPBadRequest, f"the video is longer than {limit_text} ({float(info.duration_s):.0f} s)"
-            )
+        await check_video_upload(path, self.max_duration_s, (path, self.library.root))
+
+
+async def receive_upload(
+    request: web.Request, field: str, path: Path, names: tuple[str, ...], max_bytes: int, raw: bool = False
+) -> tuple[dict[str, str], str | None]:
+    """Stream the file of a multipart/form-data body's part `field` to `path` (at most `max_bytes`: 413 beyond) and
+    collect the small fields `names`; with `raw`, a body of another type is the file itself. Returns the fields
+    and the file's name. 400 for a malformed form, a missing or empty file."""
+    if request.content_type != "multipart/form-data":
+        if not raw:
+            raise api_error(web.HTTPBadRequest, f"send multipart/form-data with a '{field}' file field")
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise upload_too_large(field, max_bytes, request.content_length)
+        await _save(request.content.read, path, field, max_bytes)
+        return {}, None
+    fields: dict[str, str] = {}
+    filename: str | None = None
+    got_file = False
+    parts = 0
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            parts += 1
+            if parts > MAX_PARTS:
+                raise api_error(web.HTTPBadRequest, f"the form has more than {MAX_PARTS} fields")
+            if not isinstance(part, BodyPartReader):
+                raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
+            if part.name == field and not got_file:
+                filename, got_file = part.filename, True
+                await _save(part.read_chunk, path, field, max_bytes)
+            elif part.name == field:
+                raise api_error(web.HTTPBadRequest, f"send one '{field}' file per request")
+            elif part.name in names and part.name not in fields:
+                fields[part.name] = await _small_field(part)
+            else:  # skipped, but read within the field limit: an unknown part must not stream forever
+                await _small_field(part)
+    except ValueError as exc:  # a malformed multipart body
+        raise api_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from None
+    if not got_file:
+        raise api_error(web.HTTPBadRequest, f"the form has no '{field}' file field")
+    return fields, filename
+
+
+async def _save(read: Callable[[int], Awaitable[bytes]], path: Path, what: str, max_bytes: int) -> None:
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise upload_too_large(what, max_bytes, size)
+            out.write(chunk)
+    if size == 0:
+        raise api_error(web.HTTPBadRequest, f"the {what} file is empty")
+
+
+def upload_too_large(what: str, max_bytes: int, size: int) -> web.HTTPException:
+    return api_error(
+        web.HTTPRequestEntityTooLarge,
+        f"the {what} is larger than the {max_bytes / 2**20:g} MB limit",
+        max_size=max_bytes,
+        actual_size=size,
+    )
+
+
+async def check_video_upload(path: Path, max_duration_s: float, hide: tuple[Path, ...]) -> VideoInfo:
+    """The probed upload; 400 (its message without the paths `hide`) when it is not a readable video or is longer
+    than `max_duration_s`."""
+    try:
+        info = await asyncio.to_thread(probe_video, path)
+    except VideoError as exc:
+        raise api_error(web.HTTPBadRequest, f"not a readable video: {video_error_reason(exc, hide)}") from None
+    if info.duration_s > max_duration_s:
+        limit_text = f"{max_duration_s / 60:g} minutes" if max_duration_s >= 60 else f"{max_duration_s:g} seconds"
+        raise api_error(web.HTTPBadRequest, f"the video is longer than {limit_text} ({float(info.duration_s):.0f} s)")
+    return info
 
 
 async def _small_field(part: BodyPartReader) -> str:
@@ -208,7 +235,8 @@ def _title(text: str | None, filename: str | None) -> str:
     return title[:MAX_TITLE]
 
 
-def _fps(text: str | None) -> float:
+def parse_fps(text: str | None) -> float:
+    """A form or query field's tick rate: DEFAULT_FPS when absent or blank, 400 outside (0, 60]."""
     if text is None or not text.strip():
         return DEFAULT_FPS
     try:
@@ -227,11 +255,13 @@ class SessionsApi:
         registry: SessionRegistry,
         max_offer_bytes: int = MAX_OFFER_BYTES,
         archive: SessionArchive | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.service = service
         self.registry = registry
         self.max_offer_bytes = max_offer_bytes
         self.archive = archive
+        self.draining = draining  # true from SIGTERM on (stream.health): offers are refused, the rest answered
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -242,10 +272,13 @@ class SessionsApi:
         ]
 
     async def offer(self, request: web.Request) -> web.Response:
-        """An offer body (stream.protocol) → its answer; 400 unusable, 404 unknown reference, 503 over the cap."""
+        """An offer body (stream.protocol) → its answer; 400 unusable, 404 unknown reference, 503 over the cap or
+        draining."""
         body = await read_body(request, self.max_offer_bytes, "the offer")
         try:
             offer = parse_offer_body(body)
+            if self.draining():
+                raise api_error(web.HTTPServiceUnavailable, DRAINING, headers={"Retry-After": RETRY_AFTER_S})
             runner, answer = await self.service.start(offer)
         except OfferError as exc:
             raise api_error(web.HTTPBadRequest, str(exc)) from None
@@ -258,7 +291,7 @@ class SessionsApi:
             self.archive.watch(runner, offer.profile, meta.title if meta is not None else runner.reference)
         session = runner.session
         message = answer_message(answer.sdp, answer.type, runner.id, runner.token, session.pose, session.warnings)
-        return web.json_response(message)
+        return web.json_response(message, headers={SESSION_HEADER: runner.id})
 
     async def metadata(self, request: web.Request) -> web.Response:
         found = await self._authorised(request)
@@ -285,6 +318,10 @@ class SessionsApi:
         store, not_before = self.archive.store, self.archive.not_before()
         stored = await store.run(store.profile_sessions, digest(token), reference, not_before)
         return web.json_response({"sessions": [s.summary() for s in stored]}, headers={"Cache-Control": "no-store"})
+
+    async def authorised(self, request: web.Request, file: str | None = None) -> SessionResults:
+        """The session the request names, if it carries its token (see `_authorised`)."""
+        return await self._authorised(request, file)
 
     async def _authorised(self, request: web.Request, file: str | None = None) -> SessionResults:
         """The session, if the request carries its token or its profile's; 403 without a token, 404 for a wrong

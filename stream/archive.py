@@ -55,7 +55,7 @@ class SessionArchive:
             title=title,
             record=dict(runner.metadata()),
             mean_score=mean_score(session),
-            ticks=session.processed,
+            ticks=len(session.scores),
             created_at=started,
             ended_at=self.clock(),
             files=session_files(session),

@@ -1,15 +1,19 @@
 """A dancesync client without a browser: a video file plays the webcam, the clock runs as a page's would.
 
     python -m stream.client VIDEO --reference ID [--server URL] [--out DIR] [--seconds S] [--start S] [--fps F]
-                              [--no-mirror] [--pose BACKEND]
+                              [--no-mirror] [--pose BACKEND] [--no-mosaic] [--keypoints-only]
 
 The clock starts at `--start` (default 0) when the first webcam frame is handed to WebRTC and follows the frames
 sent: it is `--start` + the media time of the newest frame handed to WebRTC (+ the time since, up to one frame
 interval), sent on the `control` channel 20 times a second. So the clip's dancer is always where the clock says,
-as a webcam's user is, even when the machine encodes slower than real time: a webcam would drop frames then, the
-file player instead sends every frame, later and later, and a wall-clock clock would run ahead of them.
+as a webcam's user is. A file player hands every frame, later and later when the machine encodes slower than
+real time; like a webcam, the client drops a frame that is more than `LATE_DROP_S` behind the time since the
+first (`ClientResult.frames_dropped`), so the clock keeps the pace of the wall clock: the server's clock model
+(`stream.clock`) runs at the playback rate between messages, and a clock that stalls with the encoder would have
+it run ahead of the frames.
 
-The returned annotated video is recorded; the keypoint, score and move CSVs and the session's metadata
+The returned annotated video is recorded (with `--keypoints-only` the server returns no video: the `pose` messages
+are kept instead, and the webcam is offered send-only); the keypoint, score and move CSVs and the session's metadata
 (session.json: pose backends, tick rate, tick counts, warnings, latency, tier counts) are downloaded with the
 session's token. `run_session` does the same for tests and benchmarks (with hooks that see every frame sent and
 received).
@@ -44,6 +48,7 @@ CLOCK_INTERVAL_S = 0.05
 CONNECT_TIMEOUT_S = 30.0
 SETTLE_S = 1.0  # after the clock stops: time for the last analysis and its score to come back
 FRAME_SLACK_S = 1 / 15  # the clock runs on from the newest frame sent for at most this long (two 30 fps frames)
+LATE_DROP_S = 1 / 15  # a frame further behind than this is dropped, as a webcam drops what the encoder misses
 
 # (frame, loop time). Convert frames in a hook with a `stream.tracks.BgrConverter` of its own, not `to_ndarray`:
 # aiortc's encoder thread may be converting the same frame, and PyAV's per-frame scaler is not thread-safe.
@@ -71,6 +76,7 @@ class ClientResult:
     clock_end: float | None = None
     clock_messages: int = 0
     frames_sent: int = 0
+    frames_dropped: int = 0  # by the client, too late to send (see the module docstring)
     frames_received: int = 0
     scores: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] | None = None
@@ -80,6 +86,8 @@ class ClientResult:
     scores_csv: str = ""
     moves_csv: str = ""
     moves: list[dict[str, Any]] = field(default_factory=list)  # the `move` messages, in arrival order
+    poses: list[dict[str, Any]] = field(default_factory=list)  # the `pose` messages (keypoints-only sessions)
+    score_times: dict[int, float] = field(default_factory=dict)  # tick → loop time its first `score` came
     metadata: dict[str, Any] = field(default_factory=dict)  # GET /api/sessions/{id} after the session
     files: list[Path] = field(default_factory=list)
 
@@ -105,16 +113,23 @@ class _SentTrack(MediaStreamTrack):
         self.first_sent = asyncio.Event()
         self.started_at = 0.0
         self.count = 0
+        self.dropped = 0
         self.media_s = 0.0  # media time of the newest frame handed over (from the first frame)
         self.sent_at = 0.0  # loop time it was handed over
         self._first_media_s: float | None = None
 
     async def recv(self) -> av.VideoFrame:
-        frame = await self.source.recv()
-        if not isinstance(frame, av.VideoFrame):
-            raise MediaStreamError("expected video frames")
-        now = asyncio.get_running_loop().time()
-        media = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+        while True:
+            frame = await self.source.recv()
+            if not isinstance(frame, av.VideoFrame):
+                raise MediaStreamError("expected video frames")
+            now = asyncio.get_running_loop().time()
+            media = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+            if media is None or self._first_media_s is None:
+                break
+            if (now - self.started_at) - (media - self._first_media_s) <= LATE_DROP_S:
+                break
+            self.dropped += 1
         if not self.first_sent.is_set():
             self.started_at = now
             self._first_media_s = media
@@ -167,6 +182,8 @@ async def run_session(
     mirror: bool = True,
     pose: str | None = None,
     profile: str | None = None,
+    mosaic: bool | None = None,
+    returned_video: bool = True,
     on_sent: FrameHook | None = None,
     on_received: FrameHook | None = None,
     on_connected: ChannelHook | None = None,
@@ -175,8 +192,9 @@ async def run_session(
     the video or the reference ends), the dancer video starting at `start` s when the webcam's first frame goes
     out; with `out_dir`, save annotated.mp4, keypoints.csv, scores.csv, moves.csv and session.json there. `pose`: the
     server's pose backend for this session (default: the one that extracted the reference); `profile`: a profile
-    token (stream.protocol) that lists the session among its past ones. `on_connected` runs
-    beside the clock (and is cancelled with it)."""
+    token (stream.protocol) that lists the session among its past ones; `mosaic`: False asks for the returned
+    video without faces mosaicked (None: the server's default, mosaicked); `returned_video` False: a
+    keypoints-only session (no annotated.mp4). `on_connected` runs beside the clock (and is cancelled with it)."""
     base = server.rstrip("/")
     async with aiohttp.ClientSession() as http:
         meta = await _reference(http, base, reference)
@@ -187,12 +205,15 @@ async def run_session(
         webcam = _SentTrack(player.video, on_sent)
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if out_dir else MediaBlackhole()
+        record = out_dir is not None and returned_video
+        sink = MediaRecorder(str(out_dir / "annotated.mp4")) if record and out_dir else MediaBlackhole()
         drains = MediaBlackhole()
         if player.audio is not None:
             drains.addTrack(player.audio)  # a webcam sends no sound, but the player decodes it anyway
         pc = peer_connection()
         fields = {"reference": reference, "mirror": mirror, "fps": fps, "pose": pose, "profile": profile}
+        fields["mosaic"] = mosaic
+        fields["returned_video"] = returned_video
         try:
             result, channel, returned = await _connect(http, base, pc, webcam, sink, on_received, fields)
             result.reference_fps, result.reference_ticks = float(meta["fps"]), int(meta["ticks"])
@@ -208,6 +229,7 @@ async def run_session(
                     await asyncio.gather(beside, return_exceptions=True)
             await asyncio.sleep(SETTLE_S)
             result.frames_sent, result.frames_received = webcam.count, returned[0].count if returned else 0
+            result.frames_dropped = webcam.dropped
         finally:
             await pc.close()
             webcam.stop()
@@ -215,7 +237,7 @@ async def run_session(
                 player.audio.stop()
             await sink.stop()
             await drains.stop()
-        await _download(http, base, result, out_dir)
+        await _download(http, base, result, out_dir, annotated=returned_video)
     return result
 
 
@@ -248,10 +270,15 @@ async def _connect(
             returned.append(_TapTrack(track, on_received))
             sink.addTrack(returned[0])
 
-    pc.addTrack(webcam)
+    if fields["returned_video"]:
+        pc.addTrack(webcam)
+    else:
+        pc.addTransceiver(webcam, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    reference, fps, mirror, pose, profile = (fields[k] for k in ("reference", "fps", "mirror", "pose", "profile"))
     body = offer_body(
-        pc.localDescription.sdp, fields["reference"], fields["fps"], fields["mirror"], fields["pose"], fields["profile"]
+        sdp, reference, fps, mirror, pose, profile, fields.get("mosaic"), returned_video=fields["returned_video"]
     )
     async with http.post(f"{base}/api/offer", data=body, headers={"Content-Type": "application/json"}) as response:
         await _check(response, "starting the session")
@@ -270,6 +297,9 @@ async def _connect(
             return
         if data["type"] == "score":
             result.scores.append(dict(data))
+            result.score_times.setdefault(data["tick"], asyncio.get_running_loop().time())
+        elif data["type"] == "pose":
+            result.poses.append(dict(data))
         elif data["type"] == "move":
             result.moves.append(dict(data))
         elif data["type"] == "stats":
@@ -318,7 +348,9 @@ async def _drive_clock(
         result.clock_end = t
 
 
-async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None) -> None:
+async def _download(
+    http: aiohttp.ClientSession, base: str, result: ClientResult, out_dir: Path | None, annotated: bool = True
+) -> None:
     headers = {"Authorization": f"Bearer {result.token}"}
     for name in ("keypoints.csv", "scores.csv", "moves.csv"):
         async with http.get(f"{base}/api/sessions/{result.session}/{name}", headers=headers) as response:
@@ -334,7 +366,8 @@ async def _download(http: aiohttp.ClientSession, base: str, result: ClientResult
     if out_dir is not None:
         (out_dir / "session.json").write_text(json.dumps(result.metadata, indent=2) + "\n")
         result.files += [out_dir / "session.json"]
-        result.files.insert(0, out_dir / "annotated.mp4")
+        if annotated:
+            result.files.insert(0, out_dir / "annotated.mp4")
 
 
 async def _check(response: aiohttp.ClientResponse, doing: str) -> None:
@@ -357,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="ticks per second (default: the reference's)")
     parser.add_argument("--no-mirror", action="store_true", help="don't also score the mirrored pose")
     parser.add_argument("--pose", help="the server's pose backend for you (default: the one the reference used)")
+    parser.add_argument("--no-mosaic", action="store_true", help="ask for the returned video without faces mosaicked")
+    parser.add_argument("--keypoints-only", action="store_true", help="no returned video: keypoints per tick instead")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     return parser
 
@@ -381,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 fps=args.fps,
                 mirror=not args.no_mirror,
                 pose=args.pose,
+                mosaic=False if args.no_mosaic else None,
+                returned_video=not args.keypoints_only,
             )
         )
     except (ClientError, aiohttp.ClientError, OSError, MediaStreamError, av.FFmpegError) as exc:

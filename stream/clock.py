@@ -14,6 +14,7 @@ import numpy as np
 SEEK_THRESHOLD_S = 0.5
 SLEW_S = 0.5
 SAMPLER_SEEK_THRESHOLD_S = 1.0
+REWIND_S = 0.5  # half the page's shortest A-B loop (practice.js MIN_LOOP_S)
 RATE_WINDOW_S = 2.0  # the playback rate is measured over the clock messages of the last 2 s since a seek ...
 RATE_MIN_SPAN_S = 1.0  # ... once they span 1 s: message jitter of tens of ms then moves it by about 1 %
 RATE_TOLERANCE = 0.1  # a measured rate this close (relative) to a player's standard rate is that rate
@@ -120,10 +121,14 @@ _UNSEEN, _TAKEN, _SKIPPED, _DROPPED = 0, 1, 2, 3
 class TickSampler:
     """Pick, from a stream of webcam frames, one frame per dancer tick k (at k / fps s of the dancer video).
 
-    `take(ref)` returns k = floor(ref * fps) the first time the reference time reaches tick k. Each tick is
-    returned at most once, ever, so the session CSV has unique ticks.
+    `take(ref)` returns k = floor(ref * fps) the first time the reference time reaches tick k in a pass. Each
+    tick is returned at most once a pass. A pass ends when the reference time moves back by `REWIND_S` or more
+    (the page's A-B loop, a user going back to try a stretch again): every tick from the landing tick on may
+    then be taken again, and `passes` counts up (a tick of the old pass still in the session's mailbox or
+    in analysis can still be given back with `mark_skipped`). A smaller move back is jitter or a nudge and
+    repeats nothing.
 
-    Counters, with `elapsed == taken + skipped`, each tick counted at most once:
+    Counters, with `elapsed == taken + skipped`, each tick counted at most once a pass:
     * `taken`: ticks returned by `take` and not given back with `mark_skipped`;
     * `skipped`: ticks the reference time passed over during normal play without a frame landing on them,
       plus ticks given back with `mark_skipped`.
@@ -143,8 +148,11 @@ class TickSampler:
         self.seek_threshold = seek_threshold
         self.taken = 0
         self.skipped = 0
+        self.passes = 1
         self._state = bytearray(total_ticks)
         self._last_ref: float | None = None
+        self._latest: float | None = None  # unlike _last_ref, kept across seeks: it tells a pass from the next
+        self._taken_before: set[int] = set()  # ticks taken in an earlier pass, reset by the new one
 
     @property
     def elapsed(self) -> int:
@@ -170,7 +178,10 @@ class TickSampler:
             self._last_ref = None
             return None
         last, self._last_ref = self._last_ref, ref_time
+        latest, self._latest = self._latest, ref_time
         k = self.tick_at(ref_time)
+        if latest is not None and latest - ref_time >= REWIND_S:
+            self._new_pass(k)
         if last is not None and 0 <= ref_time - last <= self.seek_threshold:
             self._skip_range(self.tick_at(last) + 1, k)
         if not 0 <= k < self.total_ticks or self._state[k] not in (_UNSEEN, _SKIPPED):
@@ -182,15 +193,25 @@ class TickSampler:
 
     def mark_skipped(self, tick: int) -> None:
         """Give back a taken tick that will not be processed (a newer one replaced it); it is not retaken."""
-        if not 0 <= tick < self.total_ticks or self._state[tick] != _TAKEN:
+        if 0 <= tick < self.total_ticks and self._state[tick] == _TAKEN:
+            self._state[tick] = _DROPPED
+        elif tick in self._taken_before:
+            self._taken_before.discard(tick)
+        else:
             raise ValueError(f"tick {tick} is not a taken tick")
-        self._state[tick] = _DROPPED
         self.taken -= 1
         self.skipped += 1
 
     def note_seek(self) -> None:
         """Treat the next frame as landing after a seek: the ticks before it are not counted as skipped."""
         self._last_ref = None
+
+    def _new_pass(self, start: int) -> None:
+        """Ticks from `start` on may be taken again; what was counted stays counted."""
+        first = max(0, start)
+        self._taken_before = {k for k in range(first, self.total_ticks) if self._state[k] == _TAKEN}
+        self._state[first:] = bytes(self.total_ticks - first)
+        self.passes += 1
 
     def _skip_range(self, start: int, stop: int) -> None:
         for k in range(max(0, start), min(stop, self.total_ticks)):

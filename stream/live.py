@@ -16,6 +16,8 @@ import asyncio
 import concurrent.futures
 import logging
 import secrets
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -26,7 +28,8 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import SessionDescription
 
 from pose.limbs import Limb
-from pose.types import FrameAnalysis
+from pose.privacy import LiveFaces
+from pose.types import Detections, FrameAnalysis
 from stream.core import SessionCore, SessionLimits
 from stream.ice import IceError, OfferIce, check_pairing, peer_unheard, prepare_offer
 from stream.memory import release_free_memory
@@ -43,9 +46,9 @@ END_FLUSH_S = 1.0  # at most this long for the `end` message to leave before the
 TASK_WORK = {"webcam": "reading your webcam", "inference": "the pose analysis", "drain": "reading your other tracks"}
 
 
-def check_offer_sdp(sdp: str) -> None:
-    """The offer must be well-formed SDP (stream.sdpcheck), send and receive video and carry a data channel
-    (the `control` channel)."""
+def check_offer_sdp(sdp: str, returned_video: bool = True) -> None:
+    """The offer must be well-formed SDP (stream.sdpcheck), send video (and receive it unless `returned_video`
+    is False) and carry a data channel (the `control` channel)."""
     try:
         check_sdp(sdp)
     except SdpError as exc:
@@ -57,8 +60,10 @@ def check_offer_sdp(sdp: str) -> None:
     kinds = {(m.kind, m.direction) for m in parsed.media}
     if not any(kind == "video" for kind, _ in kinds):
         raise OfferError("the offer has no video: add the webcam track before creating the offer")
-    if ("video", "sendrecv") not in kinds:
+    if returned_video and ("video", "sendrecv") not in kinds:
         raise OfferError("the offer's video must be sendrecv: the annotated video comes back on it")
+    if not kinds & {("video", "sendrecv"), ("video", "sendonly")}:
+        raise OfferError("the offer's video must be sendonly or sendrecv: the webcam goes out on it")
     if all(m.port == 0 for m in parsed.media if m.kind == "video") and "a=bundle-only" not in sdp:
         raise OfferError("the offer's video is switched off (port 0)")
     if not any(kind == "application" for kind, _ in kinds):
@@ -85,8 +90,16 @@ class SessionRunner:
         executor: concurrent.futures.Executor,
         reference: str = "",
         limits: SessionLimits | None = None,
+        mosaic: bool = True,
+        returned_video: bool = True,
+        monitor: Callable[[SessionRunner, float], None] | None = None,
     ) -> None:
+        """`returned_video` False: no annotated track; each tick's keypoints go out as a `pose` message instead.
+        `monitor` is called with the loop time whenever a `stats` message is due (stream.load samples there)."""
         self.id = secrets.token_urlsafe(16)
+        self.faces = LiveFaces() if mosaic else None  # faces mosaicked on the returned video
+        self.returned_video = returned_video
+        self._monitor = monitor
         self.reference = reference
         self.token = secrets.token_urlsafe(32)
         self.session = session
@@ -102,8 +115,11 @@ class SessionRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._inflight: concurrent.futures.Future[TickResult] | None = None
+        self._detecting: concurrent.futures.Future[tuple[Detections, float] | None] | None = None
         self._latest = LatestFrame()
         self._to_bgr = BgrConverter()  # the analyzer thread's own (see BgrConverter)
+        self._detect_to_bgr = BgrConverter()  # the background detector's own
+        self._decoder: threading.Thread | None = None  # aiortc's decoder thread of the webcam, for its CPU time
         self._tracks: list[MediaStreamTrack] = []
         self._channel: RTCDataChannel | None = None
         self._webcam: MediaStreamTrack | None = None
@@ -176,6 +192,7 @@ class SessionRunner:
             "processed": s.processed,
             "skipped": s.sampler.skipped,
             "errors": s.errors,
+            "passes": s.sampler.passes,
             "warnings": s.warnings,
             "control": self.core.counts(),
             "live": self.live,
@@ -183,6 +200,9 @@ class SessionRunner:
             "latency_ms": latency_ms,
             "latency_confident": confident,
             "tiers": s.tier_counts(),
+            "returned_video": self.returned_video,
+            "stages_ms": s.stages.totals_ms(),
+            "tick_ms": s.stages.tick_times(),
         }
 
     def task_names(self) -> list[str]:
@@ -211,10 +231,12 @@ class SessionRunner:
             self._webcam = track
             on_frame = self._guarded(self._on_frame, "webcam frame")
             self._spawn(consume(track, self._latest, on_frame), "webcam", on_return="your webcam stopped sending video")
-            annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent)
-            self._tracks.append(annotated)
-            if self.pc is not None:
-                self.pc.addTrack(annotated)
+            if self.returned_video:
+                stages = self.session.stages.add
+                annotated = AnnotatedTrack(self._latest, self._annotation, self._on_sent, stages, self.faces)
+                self._tracks.append(annotated)
+                if self.pc is not None:
+                    self.pc.addTrack(annotated)
         else:
             self._spawn(consume(track, None, None), f"drain-{track.kind}")  # unread tracks would pile up
 
@@ -268,9 +290,13 @@ class SessionRunner:
         self._timer = None
         try:
             self._check_peer()
-            stats = self.core.handle_timer(self._loop.time())
+            now = self._loop.time()
+            self._sample_decoder()
+            stats = self.core.handle_timer(now)
             if stats is not None:
                 self._send(stats)
+                if self._monitor is not None:
+                    self._monitor(self, now)
         except Exception:
             log.exception("session %s: the session's timer failed", self.id)
             self.core.end("an internal error stopped the session's timer")
@@ -281,6 +307,22 @@ class SessionRunner:
         now = self._loop.time()
         if self._ice is not None and self.core.peer_check_due(now):
             self.core.peer_checked(peer_unheard(self._ice, self._remote_addresses(), self.core.since_peer(now)))
+
+    def _sample_decoder(self) -> None:
+        """The webcam decoder thread's CPU time so far, as the `decode` stage. aiortc keeps that thread private
+        (one per receiver, named "video-decoder"); without it the stage stays at 0."""
+        if self._decoder is None and self.pc is not None:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "video":
+                    self._decoder = getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_thread", None)
+        thread = self._decoder
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return
+        try:
+            cpu_s = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, ValueError):  # the thread ended between the check and the read
+            return
+        self.session.stages.set_total("decode", cpu_s, self.session.frames)
 
     def _remote_addresses(self) -> list[str]:
         """The peer's candidates the ICE transports know: signalled, mDNS-resolved or learned from its checks."""
@@ -314,11 +356,49 @@ class SessionRunner:
                 continue
             now = self._loop.time()
             self.frame_ages.append(now - arrived)
-            for message in self.session.record(result, now).messages():
+            sending = time.perf_counter()
+            for message in self.session.record(result, now).messages(keypoints=not self.returned_video):
                 self._send(message)
+            self.session.stages.add("send", time.perf_counter() - sending)
+            self._detect_soon()
 
     def _process(self, tick: int, frame: av.VideoFrame) -> TickResult:
-        return self.session.process(tick, self._to_bgr(frame))
+        started = time.perf_counter()
+        image = self._to_bgr(frame)
+        return self.session.process(tick, image, time.perf_counter() - started)
+
+    # --- the person detector, off the tick path: one run at a time, on the newest frame when it starts
+
+    def _detect_soon(self) -> None:
+        if self._detecting is not None or self._closing is not None or not self.session.detection_due():
+            return
+        self._detecting = detecting = self._executor.submit(self._detect)
+        detecting.add_done_callback(lambda done: self._loop.call_soon_threadsafe(self._detected, done))
+
+    def _detect(self) -> tuple[Detections, float] | None:
+        frame = self._latest.frame  # latest wins: the newest frame when a worker is free, not when asked
+        if frame is None:
+            return None
+        started = time.perf_counter()
+        image = self._detect_to_bgr(frame)
+        convert_s = time.perf_counter() - started
+        boxes, seconds = self.session.detect_people(image)
+        return boxes, convert_s + seconds
+
+    def _detected(self, done: concurrent.futures.Future[tuple[Detections, float] | None]) -> None:
+        self._detecting = None
+        if self._closing is not None or done.cancelled():
+            return
+        try:
+            found = done.result()
+        except Exception:
+            self.session.errors += 1
+            if not self._logged_error:
+                log.exception("session %s: the person detector failed (later failures are only counted)", self.id)
+                self._logged_error = True
+            return
+        if found is not None:
+            self.session.set_boxes(*found)
 
     def _log_error(self, tick: int) -> None:
         if not self._logged_error:
@@ -371,8 +451,9 @@ class SessionRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._inflight is not None:  # the analyzer must be idle before the session counts as ended
-            await asyncio.gather(asyncio.wrap_future(self._inflight), return_exceptions=True)
+        # the analyzer and the detector must be idle before the session counts as ended
+        running: list[concurrent.futures.Future[Any]] = [f for f in (self._inflight, self._detecting) if f is not None]
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in running), return_exceptions=True)
         for track in self._tracks:
             track.stop()
         self._latest.close()
@@ -380,11 +461,11 @@ class SessionRunner:
         # swscale context holds ~5 MiB of buffers; hundreds of short sessions would pin GBs).
         self.session.take_pending()
         self.session.finish()
-        self._to_bgr = BgrConverter()
+        self._to_bgr, self._detect_to_bgr = BgrConverter(), BgrConverter()
         await self._flush_channel()
         if self.pc is not None:
             await self.pc.close()
-        self.pc, self._channel, self._webcam, self._inflight = None, None, None, None
+        self.pc, self._channel, self._webcam, self._inflight, self._decoder = None, None, None, None, None
         self._tracks.clear()
         # What the session's codecs, frames and converters used is freed by now, but it leaves holes in malloc's
         # heaps that glibc keeps for good: ~3 MiB of RSS a session without this (stream.memory). A few ms.

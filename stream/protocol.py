@@ -5,7 +5,8 @@ The API and each message are described in docs/api.md; this module is their one 
 
 * `POST /api/offer`: the body (`OfferRequest`, `parse_offer`) and the answer (`AnswerMessage`, `answer_message`);
 * the `control` data channel: page → server `clock` (`Clock`, `parse_clock`, `clock_message`); server → page
-  `score`, `move`, `stats` and `end` (their builders, and `parse_server_message` for clients);
+  `score`, `move`, `pose` (keypoints-only sessions), `stats` and `end` (their builders, and
+  `parse_server_message` for clients);
 * `GET /api/sessions/{session}`: the session's record (`SessionRecord`).
 
 Parsers of what a peer sends raise (`OfferError`, `MessageError`) with a sentence or a short reason; they never
@@ -43,7 +44,9 @@ class OfferError(ValueError):
 class OfferRequest:
     """A validated `POST /api/offer` body. fps None means the reference's own tick rate; pose None, the pose
     backend that extracted the reference (so both sides are placed alike); profile, the browser's anonymous
-    profile token (`is_profile_token`) that lists the session among its past ones, or None."""
+    profile token (`is_profile_token`) that lists the session among its past ones, or None; returned_video False
+    asks for no returned video: the server then draws and encodes nothing and sends the user's keypoints per
+    tick as `pose` messages instead (the page draws them over its own camera view)."""
 
     sdp: str
     reference: str
@@ -51,6 +54,8 @@ class OfferRequest:
     mirror: bool
     pose: str | None = None
     profile: str | None = None
+    mosaic: bool = True
+    returned_video: bool = True
 
 
 def parse_offer_body(data: bytes) -> OfferRequest:
@@ -86,7 +91,14 @@ def parse_offer(body: object) -> OfferRequest:
     profile = body.get("profile")
     if profile is not None and not is_profile_token(profile):
         raise OfferError('"profile" must be a profile token: 43 characters of A-Z, a-z, 0-9, "-" and "_"')
-    return OfferRequest(sdp, reference, None if fps is None else float(fps), mirror, pose, profile)
+    mosaic = body.get("mosaic", True)
+    if not isinstance(mosaic, bool):
+        raise OfferError('"mosaic" must be true or false')
+    returned_video = body.get("returned_video", True)
+    if not isinstance(returned_video, bool):
+        raise OfferError('"returned_video" must be true or false')
+    fps_value = None if fps is None else float(fps)
+    return OfferRequest(sdp, reference, fps_value, mirror, pose, profile, mosaic, returned_video)
 
 
 def offer_body(
@@ -96,10 +108,15 @@ def offer_body(
     mirror: bool = True,
     pose: str | None = None,
     profile: str | None = None,
+    mosaic: bool | None = None,
+    returned_video: bool = True,
 ) -> str:
     """The body a client posts (fields left at None are left out, so the server's defaults apply)."""
     body: dict[str, object] = {"sdp": sdp, "type": "offer", "reference": reference, "mirror": mirror}
-    body |= {k: v for k, v in (("fps", fps), ("pose", pose), ("profile", profile)) if v is not None}
+    fields = (("fps", fps), ("pose", pose), ("profile", profile), ("mosaic", mosaic))
+    body |= {k: v for k, v in fields if v is not None}
+    if not returned_video:
+        body["returned_video"] = False
     return json.dumps(body)
 
 
@@ -227,10 +244,24 @@ class MoveMessage(TypedDict):
     offset_ms: int | None
 
 
+class PoseMessage(TypedDict):
+    """In a keypoints-only session, one per processed tick, before its `score`: the user's main pose as the
+    annotated video would have drawn it (smoothed), 18 parts in pose.parts order, each [x, y, confidence] with x
+    and y in 0..1 of the webcam frame (unmirrored) or None where the part was not found; `limb` the limb the
+    tick's verdict found off (or None)."""
+
+    type: Literal["pose"]
+    tick: int
+    t: float
+    keypoints: list[list[float] | None]
+    limb: str | None
+
+
 class StatsMessage(TypedDict):
     """Every `stats_interval_s`: ticks processed/skipped, analyzer errors, the returned track's and the webcam's
-    frame rates, the session's tick rate, the mean inference time, and the user's estimated lag behind the
-    music (ms, positive: late; None before any comparable tick) with whether it is trusted yet."""
+    frame rates, the session's tick rate, the mean inference time, the user's estimated lag behind the music
+    (ms, positive: late; None before any comparable tick) with whether it is trusted yet, and the time the
+    session's stages took so far (ms by stage, stream.stages)."""
 
     type: Literal["stats"]
     processed: int
@@ -242,6 +273,7 @@ class StatsMessage(TypedDict):
     inference_ms: float
     latency_ms: int | None
     latency_confident: bool
+    stages_ms: dict[str, float]
 
 
 class EndMessage(TypedDict):
@@ -251,7 +283,7 @@ class EndMessage(TypedDict):
     reason: str
 
 
-ServerMessage = ScoreMessage | MoveMessage | StatsMessage | EndMessage
+ServerMessage = ScoreMessage | MoveMessage | PoseMessage | StatsMessage | EndMessage
 
 
 def score_message(
@@ -290,6 +322,10 @@ def move_message(
     }
 
 
+def pose_message(tick: int, t: float, keypoints: list[list[float] | None], limb: str | None) -> PoseMessage:
+    return {"type": "pose", "tick": tick, "t": t, "keypoints": keypoints, "limb": limb}
+
+
 def stats_message(
     processed: int,
     skipped: int,
@@ -300,6 +336,7 @@ def stats_message(
     inference_s: float,
     latency_ms: int | None = None,
     latency_confident: bool = False,
+    stages_ms: dict[str, float] | None = None,
 ) -> StatsMessage:
     return {
         "type": "stats",
@@ -312,6 +349,7 @@ def stats_message(
         "inference_ms": round(1000 * inference_s, 1),
         "latency_ms": latency_ms,
         "latency_confident": latency_confident,
+        "stages_ms": dict(stages_ms or {}),
     }
 
 
@@ -358,15 +396,22 @@ def parse_server_message(message: str | bytes) -> ServerMessage | None:
             and (offset is None or _whole(offset))
         ):
             return move_message(data["move"], float(start), float(end), data["tier"], float(score), limb, offset)
-    counts = [k for k in StatsMessage.__annotations__ if k not in ("type", "latency_ms", "latency_confident")]
-    latency = data.get("latency_ms")
+    if kind == "pose" and _whole(data.get("tick")) and _finite_number(data.get("t")) and _name(data.get("limb")):
+        keypoints = data.get("keypoints")
+        if isinstance(keypoints, list) and all(_keypoint(k) for k in keypoints):
+            return pose_message(data["tick"], float(data["t"]), keypoints, data["limb"])
+    others = ("type", "latency_ms", "latency_confident", "stages_ms")
+    counts = [k for k in StatsMessage.__annotations__ if k not in others]
+    latency, stages = data.get("latency_ms"), data.get("stages_ms", {})
     if (
         kind == "stats"
         and all(_finite_number(data.get(k)) for k in counts)
         and (latency is None or _whole(latency))
         and isinstance(data.get("latency_confident"), bool)
+        and isinstance(stages, dict)
+        and all(isinstance(k, str) and _finite_number(v) for k, v in stages.items())
     ):
-        return StatsMessage(**data)  # type: ignore[typeddict-item]
+        return StatsMessage(**(data | {"stages_ms": stages}))  # type: ignore[typeddict-item]
     if kind == "end" and isinstance(data.get("reason"), str):
         return end_message(data["reason"])
     return None
@@ -386,6 +431,14 @@ class ControlCounts(TypedDict):
     failed: int
 
 
+class TickTimes(TypedDict):
+    """A session's recent tick times (processing of one tick on the analyzer thread), ms; None before any."""
+
+    p50: float | None
+    p95: float | None
+    n: int
+
+
 class SessionRecord(TypedDict):
     """What a session was run with and how it went; kept `retention_s` after its end."""
 
@@ -398,6 +451,7 @@ class SessionRecord(TypedDict):
     processed: int
     skipped: int
     errors: int
+    passes: int
     warnings: list[str]
     control: ControlCounts
     live: bool
@@ -405,6 +459,13 @@ class SessionRecord(TypedDict):
     latency_ms: int | None
     latency_confident: bool
     tiers: dict[str, int]
+    returned_video: bool
+    stages_ms: dict[str, float]
+    tick_ms: TickTimes
+
+
+def _keypoint(value: object) -> bool:
+    return value is None or (isinstance(value, list) and len(value) == 3 and all(_finite_number(v) for v in value))
 
 
 def _whole(value: object) -> TypeGuard[int]:

@@ -35,9 +35,16 @@ class RayExtraction:
     choice: ModelChoice
 
     def extract(
-        self, video: Path, fps: float, out_csv: Path, progress: Progress, checkpoint: Callable[[], None]
+        self,
+        video: Path,
+        fps: float,
+        out_csv: Path,
+        progress: Progress,
+        checkpoint: Callable[[], None],
+        mirrored: bool = False,
     ) -> int:
-        """Write `out_csv` (atomically) from ranges of `video` run on the cluster; the ticks written."""
+        """Write `out_csv` (atomically) from ranges of `video` run on the cluster (mirrored: the models' second
+        look); the ticks written."""
         from pose.batch_ray import RayPool, cluster_cpus
         from pose.media.video import probe_video
 
@@ -46,7 +53,9 @@ class RayExtraction:
         ranges = len(split_ticks(total, detector_every(fps), max(1, round(range_s * fps))))
         pool = RayPool(max(1, min(cluster_cpus(), ranges)), self.choice)
         try:
-            done = extract_to({video: out_csv}, fps, pool, range_s, progress=progress, checkpoint=checkpoint)
+            done = extract_to(
+                {video: out_csv}, fps, pool, range_s, progress=progress, checkpoint=checkpoint, mirrored=mirrored
+            )
         finally:
             pool.close()
         return done[0].ticks

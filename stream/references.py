@@ -5,15 +5,18 @@ Layout under `root` (one folder per reference, named by its id)::
 
     <id>/video.mp4       H.264/AAC, first frame at t = 0 (what the page plays)
     <id>/keypoints.csv   extracted from video.mp4 itself, so tick k is at media time k / fps of that file
-    <id>/calibration.csv what chance earns at each tick (pose.calibration), computed from keypoints.csv
+    <id>/second_look.csv the models' second look at video.mp4 (every frame flipped and the keypoints flipped
+                         back), what a match earns is measured by
+    <id>/calibration.csv what chance and a match earn at each tick (pose.calibration), from the two CSVs
     <id>/cut.csv         the reference's moves (pose.moves: on the beats of its audio, else fixed windows)
     <id>/meta.json       ReferenceMeta; written last
     .building/<id>/      a reference being built; renamed to <id>/ when complete
     .uploads/            uploads being received
 
 A reference exists once its folder is in place, so a crash mid-build never leaves a half reference listed.
-References built before calibration and cuts existed get both from a background job (`ReferenceJobs.backfill`,
-at start-up); until then sessions on them score against a chance of 0 with fixed 1 s moves.
+References built before calibration and cuts existed (or with a calibration of an older layout) get both from a
+background job (`ReferenceJobs.backfill`, at start-up); until then sessions on them score the raw similarity
+with fixed 1 s moves.
 """
 
 from __future__ import annotations
@@ -28,15 +31,21 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from pose.calibration import CALIBRATION_NAME, chance_baseline, read_calibration, write_calibration
+from pose.calibration import (
+    CALIBRATION_NAME,
+    SECOND_LOOK_NAME,
+    Calibration,
+    calibration_of,
+    read_calibration,
+    write_calibration,
+)
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.media.audio import AUDIO_RATE, read_audio
 from pose.media.transcode import transcode_for_web
@@ -119,27 +128,35 @@ class Job:
     state: JobState = JobState.QUEUED
     progress: float = 0.0
     error: str | None = None
+    session: str | None = None  # a recorded take being scored (stream.takes): the session it becomes
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "state": str(self.state),
             "progress": round(self.progress, 4),
             "error": self.error,
             "reference": self.reference,
             "pose": self.pose,
         }
+        return found if self.session is None else {**found, "session": self.session}
 
 
 class RemoteExtraction(Protocol):
     """A build's keypoint extraction done elsewhere than in this process (stream.raybuilds), with backend `pose`:
-    `extract` writes `out_csv` whole or not at all, calls `checkpoint` while it waits (which raises to stop
-    it), and returns the ticks written."""
+    `extract` writes `out_csv` (the second look with `mirrored`) whole or not at all, calls `checkpoint` while
+    it waits (which raises to stop it), and returns the ticks written."""
 
     @property
     def pose(self) -> str: ...
 
     def extract(
-        self, video: Path, fps: float, out_csv: Path, progress: Progress, checkpoint: Callable[[], None]
+        self,
+        video: Path,
+        fps: float,
+        out_csv: Path,
+        progress: Progress,
+        checkpoint: Callable[[], None],
+        mirrored: bool = False,
     ) -> int: ...
 
 
@@ -157,13 +174,19 @@ class ReferenceLibrary:
         for folder in (root, self.building, self.uploads):
             folder.mkdir(parents=True, exist_ok=True)
 
-    def clear_leftovers(self, keep: frozenset[Path] = frozenset()) -> None:
-        """Remove half-built references and uploads left by a previous run, except the uploads in `keep` (the
-        sources of jobs that resume)."""
-        shutil.rmtree(self.building, ignore_errors=True)
+    def clear_leftovers(self, keep: frozenset[Path] = frozenset(), stale_before: float | None = None) -> None:
+        """Remove half-built references and uploads left by a previous run, except the paths in `keep` (the
+        sources of jobs that resume, the folders of builds other servers sharing the library are running); with
+        `stale_before` (UNIX s) only uploads last written before then (another server's upload being received is
+        written to as it arrives)."""
         self.building.mkdir(parents=True, exist_ok=True)
+        for folder in self.building.iterdir():
+            if folder.resolve() not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
         for upload in self.uploads.iterdir():
             if upload.resolve() in keep:
+                continue
+            if stale_before is not None and _modified(upload) >= stale_before:
                 continue
             if upload.is_dir():
                 shutil.rmtree(upload, ignore_errors=True)
@@ -196,18 +219,18 @@ class ReferenceLibrary:
     def moves_path(self, reference_id: str) -> Path:
         return self.root / reference_id / MOVES_NAME
 
-    def scoring(self, meta: ReferenceMeta) -> tuple[npt.NDArray[np.float64] | None, builtins.list[Move] | None]:
-        """The reference's chance baseline and moves, None for each not computed yet (or unreadable: logged)."""
-        chance: npt.NDArray[np.float64] | None = None
+    def scoring(self, meta: ReferenceMeta) -> tuple[Calibration | None, builtins.list[Move] | None]:
+        """The reference's calibration and moves, None for each not computed yet (or unreadable: logged)."""
+        calibration: Calibration | None = None
         moves: builtins.list[Move] | None = None
         try:
             if self.calibration_path(meta.id).is_file():
-                chance = read_calibration(self.calibration_path(meta.id), meta.ticks)
+                calibration = read_calibration(self.calibration_path(meta.id), meta.ticks)
             if self.moves_path(meta.id).is_file():
                 moves = read_moves(self.moves_path(meta.id), meta.ticks)
         except (OSError, ValueError) as exc:
             log.warning("reference %s: unreadable calibration or moves (%s); scoring without them", meta.id, exc)
-        return chance, moves
+        return calibration, moves
 
     def moves_json(self, meta: ReferenceMeta) -> dict[str, Any]:
         """`GET /api/references/{id}/moves.json`: the moves in seconds of the reference, and how they were cut
@@ -221,21 +244,36 @@ class ReferenceLibrary:
         return {"source": source, "moves": entries}
 
     def unscored(self) -> builtins.list[ReferenceMeta]:
-        """References without their calibration or their moves (built before either existed)."""
-        return [
-            m for m in self.list() if not (self.calibration_path(m.id).is_file() and self.moves_path(m.id).is_file())
-        ]
+        """References without a readable calibration of the current layout, their second look or their moves
+        (built before these existed)."""
+        return [m for m in self.list() if not self._scored(m)]
 
-    def add_scoring(self, meta: ReferenceMeta, cancel: threading.Event | None = None) -> None:
-        """Compute and write a complete reference's calibration and moves (each file written whole, then
-        renamed into place, so a reader never sees half of one)."""
+    def _scored(self, meta: ReferenceMeta) -> bool:
+        folder = self.root / meta.id
+        if not all((folder / name).is_file() for name in (SECOND_LOOK_NAME, MOVES_NAME)):
+            return False
+        try:
+            read_calibration(folder / CALIBRATION_NAME, meta.ticks)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def add_scoring(self, meta: ReferenceMeta, models: Models, cancel: threading.Event | None = None) -> None:
+        """Compute and write a complete reference's second look (with `models`, when it has none), calibration
+        and moves (each file written whole, then renamed into place, so a reader never sees half of one)."""
         folder = self.root / meta.id
         partial = folder / ".scoring"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         try:
-            write_scoring(partial, folder / CSV_NAME, folder / VIDEO_NAME, meta.width / meta.height, meta.fps, cancel)
-            for name in (CALIBRATION_NAME, MOVES_NAME):
+            names = [CALIBRATION_NAME, MOVES_NAME]
+            if not (folder / SECOND_LOOK_NAME).is_file():
+                second_look(folder / VIDEO_NAME, meta.fps, partial / SECOND_LOOK_NAME, models, cancel)
+                names.append(SECOND_LOOK_NAME)
+            looked = (partial if SECOND_LOOK_NAME in names else folder) / SECOND_LOOK_NAME
+            aspect = meta.width / meta.height
+            write_scoring(partial, folder / CSV_NAME, looked, folder / VIDEO_NAME, aspect, meta.fps, cancel)
+            for name in names:
                 (partial / name).replace(folder / name)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
@@ -270,14 +308,25 @@ class ReferenceLibrary:
             def on_extract(done: int, total: int) -> None:
                 _checkpoint(cancel)
                 if progress is not None:
-                    progress.progress = TRANSCODE_SHARE + (1 - TRANSCODE_SHARE) * done / max(total, 1)
+                    progress.progress = TRANSCODE_SHARE + (1 - TRANSCODE_SHARE) * done / max(total, 1) / 2
 
+            def on_second_look(done: int, total: int) -> None:
+                on_extract(total + done, total)
+
+            def checkpoint() -> None:
+                _checkpoint(cancel)
+
+            looked = folder / SECOND_LOOK_NAME
             if isinstance(models, Models):
                 ticks = extract_video(info.path, fps, folder / CSV_NAME, models, progress=on_extract).ticks
+                second_look(info.path, fps, looked, models, cancel, on_second_look)
                 pose = models.pose.name
             else:
-                ticks = models.extract(info.path, fps, folder / CSV_NAME, on_extract, lambda: _checkpoint(cancel))
+                ticks = models.extract(info.path, fps, folder / CSV_NAME, on_extract, checkpoint)
+                models.extract(info.path, fps, looked, on_second_look, checkpoint, mirrored=True)
                 pose = models.pose
+            if ticks != tick_count(info.duration_s, fps):
+                raise VideoError(f"extracted {ticks} ticks, expected {tick_count(info.duration_s, fps)}")
             meta = ReferenceMeta(
                 id=reference_id,
                 title=title,
@@ -288,9 +337,7 @@ class ReferenceLibrary:
                 height=info.height,
                 pose=pose,
             )
-            if ticks != tick_count(info.duration_s, fps):
-                raise VideoError(f"extracted {ticks} ticks, expected {tick_count(info.duration_s, fps)}")
-            write_scoring(folder, folder / CSV_NAME, folder / VIDEO_NAME, info.width / info.height, fps, cancel)
+            write_scoring(folder, folder / CSV_NAME, looked, folder / VIDEO_NAME, info.width / info.height, fps, cancel)
             (folder / META_NAME).write_text(json.dumps(asdict(meta), indent=2) + "\n")
             folder.rename(self.root / reference_id)
         except BaseException:
@@ -309,16 +356,51 @@ class ReferenceLibrary:
             return None
 
 
-def write_scoring(
-    folder: Path, keypoints: Path, video: Path, aspect: float, fps: float, cancel: threading.Event | None = None
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def second_look(
+    video: Path,
+    fps: float,
+    out: Path,
+    models: Models,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Write `folder`/calibration.csv and `folder`/cut.csv for the reference whose keypoints and video are given."""
+    """Write `out`, the models' second look at `video` (`pose.calibration`)."""
+
+    def on_frame(done: int, total: int) -> None:
+        _checkpoint(cancel)
+        if progress is not None:
+            progress(done, total)
+
+    extract_video(video, fps, out, models, progress=on_frame, mirrored=True)
+
+
+def write_scoring(
+    out: Path,
+    keypoints: Path,
+    looked: Path,
+    video: Path,
+    aspect: float,
+    fps: float,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Write `out`/calibration.csv and `out`/cut.csv from a reference's keypoint CSV, second look CSV and video."""
     _, xy, conf = main_dancer_arrays(read_keypoints_csv(keypoints))
     moments = Moments.from_keypoints(xy, conf, aspect, fps)
+    ticks, sxy, sconf = main_dancer_arrays(read_keypoints_csv(looked))
+    if not np.array_equal(ticks, np.arange(len(xy))):
+        raise ValueError(f"{looked}: its ticks are not the reference's 0..{len(xy) - 1}")
     _checkpoint(cancel)
-    write_calibration(folder / CALIBRATION_NAME, chance_baseline(moments, fps))
+    calibration = calibration_of(moments, Moments.from_keypoints(sxy, sconf, aspect, fps), fps)
+    write_calibration(out / CALIBRATION_NAME, calibration)
     _checkpoint(cancel)
-    write_moves(folder / MOVES_NAME, cut_moves(len(xy), fps, read_audio(video), AUDIO_RATE))
+    write_moves(out / MOVES_NAME, cut_moves(len(xy), fps, read_audio(video), AUDIO_RATE))
 
 
 def _checkpoint(cancel: threading.Event | None) -> None:
@@ -372,6 +454,20 @@ class ReferenceJobs:
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id) if is_id(job_id) else None
 
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the server shuts down: work on the job worker stops at its next checkpoint."""
+        return self._cancel
+
+    def track(self, job: Job, work: Coroutine[Any, Any, None]) -> Job:
+        """Other work shown as a job (a recorded take being scored, stream.takes): `GET /api/jobs/{id}` follows
+        it, and it is cancelled at shutdown. Kept in memory only: a restart loses it (its user sends it again)."""
+        self.jobs[job.id] = job
+        task = asyncio.create_task(work, name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
     def backfill(self) -> asyncio.Task[None] | None:
         """Compute the calibration and moves of every reference that lacks them, one after the other on the job
         worker (after the builds queued before it); None when none does."""
@@ -387,12 +483,17 @@ class ReferenceJobs:
         loop = asyncio.get_running_loop()
         for meta in todo:
             try:
-                await loop.run_in_executor(self.executor, self.library.add_scoring, meta, self._cancel)
+                models = await loop.run_in_executor(self.executor, self._models_of, meta)
+                await loop.run_in_executor(self.executor, self.library.add_scoring, meta, models, self._cancel)
             except JobCancelled:
                 return
             except Exception:
                 log.exception("reference %s: computing its calibration and moves failed", meta.id)
             self.scored.append(meta.id)
+
+    def _models_of(self, meta: ReferenceMeta) -> Models:
+        """The models that extracted `meta` (the default when the server no longer offers its backend)."""
+        return self.models.get(meta.pose if meta.pose in self.models.names else None)
 
     def pending(self) -> list[Job]:
         return [job for job in self.jobs.values() if job.state in (JobState.QUEUED, JobState.RUNNING)]

@@ -17,7 +17,8 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from pose.csvio import CSV_COLUMNS, Row, keypoint_rows, main_dancer_arrays, read_keypoints_csv
+from pose.calibration import Calibration
+from pose.csvio import CSV_COLUMNS, Row, as_written, keypoint_rows, main_dancer_arrays, read_keypoints_csv
 from pose.judge import Judge
 from pose.limbs import Limb
 from pose.moves import Move, Tier, fixed_moves
@@ -30,13 +31,16 @@ from stream.clock import ReferenceClock, TickSampler
 from stream.csvsafe import csv_text
 from stream.protocol import (
     MoveMessage,
+    PoseMessage,
     ScoreMessage,
     ServerMessage,
     StatsMessage,
     move_message,
+    pose_message,
     score_message,
     stats_message,
 )
+from stream.stages import StageClock
 
 F = TypeVar("F")  # a webcam frame, opaque here
 SCORE_COLUMNS = ("tick", "time_s", "score", "raw", "worst", "limb", "move")
@@ -61,9 +65,9 @@ class DancerPoses:
 
     xy: (K, 18, 2) float32 normalised x, y, NaN where missing; confidence: (K, 18) float32, 0 where missing.
     fps: reference ticks per second; aspect: the reference video's width / height; pose: the backend that
-    extracted them (None if not recorded). chance: (K,) the reference's chance baseline (`pose.calibration`),
-    None when it has not been computed yet (then 0: the raw similarity, uncalibrated); moves: the reference's
-    cut (`pose.moves`), None for fixed windows.
+    extracted them (None if not recorded). calibration: the reference's (`pose.calibration`), None when it has
+    not been computed yet (then the raw similarity, uncalibrated); moves: the reference's cut (`pose.moves`),
+    None for fixed windows.
     """
 
     xy: npt.NDArray[np.float32]
@@ -71,25 +75,26 @@ class DancerPoses:
     fps: float
     aspect: float
     pose: str | None = None
-    chance: npt.NDArray[np.float64] | None = None
+    calibration: Calibration | None = None
     moves: tuple[Move, ...] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.xy)
         if self.xy.shape != (k, NUM_PARTS, 2) or self.confidence.shape != (k, NUM_PARTS):
             raise ValueError(f"need xy (K, 18, 2) and confidence (K, 18), got {self.xy.shape}, {self.confidence.shape}")
-        if self.chance is not None and self.chance.shape != (k,):
-            raise ValueError(f"chance must have shape ({k},), got {self.chance.shape}")
+        if self.calibration is not None and len(self.calibration) != k:
+            raise ValueError(f"the calibration has {len(self.calibration)} ticks, the keypoints {k}")
 
     @property
     def ticks(self) -> int:
         return len(self.xy)
 
-    def scoring(self) -> tuple[npt.NDArray[np.float64], list[Move]]:
-        """(chance, moves) for the scorer: zeros and fixed windows where the reference has none yet."""
-        chance = self.chance if self.chance is not None else np.zeros(self.ticks)
+    def scoring(self) -> tuple[Calibration, list[Move]]:
+        """(calibration, moves) for the scorer: no calibration and fixed windows where the reference has none
+        yet."""
+        calibration = self.calibration if self.calibration is not None else Calibration.identity(self.ticks)
         moves = list(self.moves) if self.moves is not None else fixed_moves(self.ticks, self.fps)
-        return chance, moves
+        return calibration, moves
 
     @classmethod
     def from_csv(
@@ -98,7 +103,7 @@ class DancerPoses:
         fps: float,
         aspect: float,
         pose: str | None = None,
-        chance: npt.NDArray[np.float64] | None = None,
+        calibration: Calibration | None = None,
         moves: list[Move] | None = None,
     ) -> DancerPoses:
         """Read a reference CSV; its person-0 ticks must be exactly 0..K-1."""
@@ -106,7 +111,7 @@ class DancerPoses:
         if not np.array_equal(ticks, np.arange(len(ticks))):
             raise ValueError(f"{path}: person-0 ticks are not 0..{len(ticks) - 1}")
         cut = None if moves is None else tuple(moves)
-        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose, chance, cut)
+        return cls(xy.astype(np.float32), confidence.astype(np.float32), fps, aspect, pose, calibration, cut)
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ class MoveScore:
 class TickResult:
     """What the analyzer thread hands back: the tick's analysis (the main dancer's keypoints as the model gave
     them, for the CSV), the same with them smoothed (`shown`, drawn and scored), its score, the moves it
-    completed, the latency estimate after it, and the time it took (s)."""
+    completed, the latency estimate after it, the time it took (s) and that time by stage (stream.stages)."""
 
     tick: int
     analysis: FrameAnalysis
@@ -185,10 +190,23 @@ class TickResult:
     shown: FrameAnalysis | None = None
     moves: tuple[MoveScore, ...] = ()
     latency: Latency | None = None
+    stages: tuple[tuple[str, float], ...] = ()
 
-    def messages(self) -> list[ServerMessage]:
-        """The tick's `score` message, then a `move` message per move it completed."""
-        return [self.score.message(), *(m.message() for m in self.moves)]
+    def messages(self, keypoints: bool = False) -> list[ServerMessage]:
+        """The tick's `score` message, then a `move` message per move it completed; with `keypoints`, its `pose`
+        message first."""
+        scored: list[ServerMessage] = [self.score.message(), *(m.message() for m in self.moves)]
+        return [self.pose_message(), *scored] if keypoints else scored
+
+    def pose_message(self) -> PoseMessage:
+        """The main dancer as shown (smoothed), or all parts None when nobody was found."""
+        poses = (self.shown or self.analysis).poses
+        keypoints: list[list[float] | None] = [None] * NUM_PARTS
+        if len(poses):
+            for part, ((x, y), c) in enumerate(zip(poses.xy[0].tolist(), poses.confidence[0].tolist(), strict=True)):
+                if math.isfinite(x) and math.isfinite(y):
+                    keypoints[part] = [round(x, 4), round(y, 4), round(c, 3)]
+        return pose_message(self.tick, self.score.time_s, keypoints, _key(self.score.limb))
 
 
 class ArrivalSmoother:
@@ -262,7 +280,7 @@ class LiveSession(Generic[F]):
     Flow: `on_clock` for each clock message; `on_frame` for every webcam frame (it may fill the one-slot
     mailbox, replacing an unprocessed tick, which then counts as skipped); the shell takes the mailbox with
     `take_pending`, runs `process` in a worker thread, and hands the result to `record` (or the tick to `fail`).
-    Only `process` may run off the shell's thread, and only one at a time.
+    Only `process` and `detect_people` may run off the shell's thread, each one at a time.
     """
 
     def __init__(
@@ -274,9 +292,12 @@ class LiveSession(Generic[F]):
         detect: Detect | None = None,
         pose: str | None = None,
     ) -> None:
-        """`detect`: the person detector; given, it runs every `DETECT_INTERVAL_S` and its boxes are reused in
-        between (they only pick the main dancer), else the analyzer detects on every tick. `pose`: the name of
-        the analyzer's pose backend; `warnings` says when it is not the one that placed the dancer's joints."""
+        """`detect`: the person detector; given, it is kept off the tick path: `process` runs it only while no
+        boxes are held (the first tick), and the shell runs it in the background on its newest frame whenever
+        `detection_due` says so (every `DETECT_INTERVAL_S` of reference time), handing the boxes to `set_boxes`;
+        the ticks in between use the boxes held (they only pick the main dancer and are where a single-person
+        backend crops). Without it the analyzer detects on every tick. `pose`: the name of the analyzer's pose
+        backend; `warnings` says when it is not the one that placed the dancer's joints."""
         self.dancer = dancer
         self.analyzer = analyzer
         self.pose = pose
@@ -288,20 +309,23 @@ class LiveSession(Generic[F]):
         self.fps = dancer.fps / self.step
         self.clock = ReferenceClock()
         self.sampler = TickSampler(self.fps, -(-dancer.ticks // self.step))
-        self.rows: list[Row] = []
-        self.scores: list[TickScore] = []
+        self._rows: dict[int, Row] = {}  # by reference tick: the latest pass's
+        self._scores: dict[int, TickScore] = {}
+        self.processed = 0  # ticks analysed and recorded, every pass counted
         self.errors = 0
         self.frames = 0
         self.webcam_rate = RateMeter()
         self.arrivals = ArrivalSmoother()
         self.inference_s = 0.0  # moving average
+        self.stages = StageClock()
+        self._last_tick: int | None = None  # the newest processed reference tick
         self._pending: tuple[int, F] | None = None
         self._latest: tuple[FrameAnalysis, float] | None = None
         self._boxes: tuple[int, Detections] | None = None  # (reference tick, boxes) of the last detector run
         self._keypoints_text: str | None = None  # keypoints_csv() once the session has ended (see `finish`)
-        chance, moves = dancer.scoring()
+        calibration, moves = dancer.scoring()
         self.judge: Judge | None = Judge(
-            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, chance, moves, mirror=mirror
+            dancer.xy, dancer.confidence, dancer.aspect, dancer.fps, calibration, moves, mirror=mirror
         )
         self.moves: dict[int, MoveScore] = {}  # by move index: the latest final verdict
         self.latency: Latency | None = None
@@ -333,35 +357,71 @@ class LiveSession(Generic[F]):
 
     # --- the analyzer's thread
 
-    def process(self, tick: int, image_bgr: np.ndarray) -> TickResult:
-        """Analyse the frame of reference tick `tick` and score it (blocking; call from a worker thread)."""
+    def process(self, tick: int, image_bgr: np.ndarray, convert_s: float = 0.0) -> TickResult:
+        """Analyse the frame of reference tick `tick` and score it (blocking; call from a worker thread).
+        `convert_s`: what making `image_bgr` took the shell, counted in the tick's time."""
         started = time.perf_counter()
-        analysis = self.analyzer.analyze(image_bgr, self._people(tick, image_bgr))
+        people, detect_s = self._people(tick, image_bgr)
+        analysis = self.analyzer.analyze(image_bgr, people)
+        analysed = time.perf_counter()
         time_s = float(tick_time(tick, Fraction(self.dancer.fps).limit_denominator(100_000)))
         found = len(analysis.poses) > 0
-        xy, conf = (analysis.poses.xy[0], analysis.poses.confidence[0]) if found else (None, None)
+        xy, conf = as_written(analysis.poses.xy[0], analysis.poses.confidence[0]) if found else (None, None)
         if self.judge is None:
             raise RuntimeError("the session has ended")
         smooth, verdict = self.judge.add(tick, time_s, xy, conf, analysis.width / analysis.height)
         shown = _with_main_pose(analysis, smooth) if found else analysis
         moves = tuple(MoveScore.of(v, self.dancer.fps) for v in verdict.moves_done)
         score = TickScore.of(verdict, time_s)
-        return TickResult(tick, analysis, score, time.perf_counter() - started, shown, moves, verdict.latency)
+        done = time.perf_counter()
+        detect_s += analysis.timings.get("ssd_forward", 0.0)  # the analyzer's own, without `detect`
+        pose_s = analysed - started - detect_s
+        stages = (("convert", convert_s), ("detect", detect_s), ("pose", pose_s), ("score", done - analysed))
+        seconds = convert_s + done - started
+        return TickResult(tick, analysis, score, seconds, shown, moves, verdict.latency, stages)
 
-    def _people(self, tick: int, image_bgr: np.ndarray) -> Detections | None:
+    def _people(self, tick: int, image_bgr: np.ndarray) -> tuple[Detections | None, float]:
+        """The boxes for a tick and the seconds it took to get them (only the first tick runs the detector)."""
         if self.detect is None:
-            return None
+            return None, 0.0
+        boxes = self._boxes
+        if boxes is None:
+            started = time.perf_counter()
+            boxes = self._boxes = (tick, self.detect(image_bgr))
+            return boxes[1], time.perf_counter() - started
+        return boxes[1], 0.0
+
+    # --- the detector, off the tick path (the shell runs `detect_people` in the background)
+
+    def detection_due(self) -> bool:
+        """Whether the held boxes are older than `DETECT_INTERVAL_S` of reference time (or from a later tick:
+        a seek back), counted up to the newest processed tick."""
+        if self.detect is None or self._boxes is None or self._last_tick is None:
+            return False
         every = max(1, round(DETECT_INTERVAL_S * self.dancer.fps))
-        if self._boxes is None or not 0 <= tick - self._boxes[0] < every:
-            self._boxes = (tick, self.detect(image_bgr))
-        return self._boxes[1]
+        return not 0 <= self._last_tick - self._boxes[0] < every
+
+    def detect_people(self, image_bgr: np.ndarray) -> tuple[Detections, float]:
+        """Run the detector on a frame (blocking; call from a worker thread): its boxes and the seconds it took."""
+        if self.detect is None:
+            raise RuntimeError("the session has no person detector")
+        started = time.perf_counter()
+        boxes = self.detect(image_bgr)
+        return boxes, time.perf_counter() - started
+
+    def set_boxes(self, boxes: Detections, seconds: float) -> None:
+        """Boxes found in the background (on the shell's thread): the next ticks use them; they count as found
+        at the newest processed tick."""
+        self._boxes = (self._last_tick or 0, boxes)
+        self.stages.add("detect", seconds)
 
     # --- results
 
     def record(self, result: TickResult, now: float) -> TickResult:
         """Keep a processed tick's results (on the shell's thread); returns it, for its `messages()`."""
-        self.rows.append(keypoint_rows(result.tick, result.score.time_s, result.analysis)[0])
-        self.scores.append(result.score)
+        self._rows[result.tick] = keypoint_rows(result.tick, result.score.time_s, result.analysis)[0]
+        self._scores[result.tick] = result.score
+        self.processed += 1
         for move in result.moves:
             self.moves[move.move] = move  # a move danced again (a loop) keeps its latest verdict
         if result.latency is not None:
@@ -369,6 +429,11 @@ class LiveSession(Generic[F]):
         self._latest = (result.shown or result.analysis, now)
         self._limb = result.score.limb
         self.inference_s = result.seconds if not self.inference_s else 0.8 * self.inference_s + 0.2 * result.seconds
+        self.stages.tick(result.seconds)
+        for stage, seconds in result.stages:
+            if seconds > 0 or stage != "detect":
+                self.stages.add(stage, seconds)
+        self._last_tick = result.tick
         return result
 
     def fail(self, tick: int) -> None:
@@ -389,8 +454,10 @@ class LiveSession(Generic[F]):
         return self.dancer.ticks / self.dancer.fps
 
     @property
-    def processed(self) -> int:
-        return len(self.scores)
+    def scores(self) -> list[TickScore]:
+        """Each scored tick's latest score (a tick danced again in a later pass keeps the later one), in tick
+        order."""
+        return [self._scores[t] for t in sorted(self._scores)]
 
     def stats(self, now: float, output_fps: float) -> StatsMessage:
         """The `stats` message: ticks processed/skipped so far, returned-track and webcam frame rates, tick rate
@@ -398,7 +465,8 @@ class LiveSession(Generic[F]):
         skipped, rate = self.sampler.skipped, self.webcam_rate.rate(now)
         latency_ms, confident = self.latency_estimate()
         return stats_message(
-            self.processed, skipped, self.errors, output_fps, rate, self.fps, self.inference_s, latency_ms, confident
+            *(self.processed, skipped, self.errors, output_fps, rate, self.fps, self.inference_s),
+            *(latency_ms, confident, self.stages.totals_ms()),
         )
 
     def latency_estimate(self) -> tuple[int | None, bool]:
@@ -420,18 +488,18 @@ class LiveSession(Generic[F]):
         kept `retention_s` for their downloads, and a row as a list of strings takes about ten times the memory
         of the same row as text (docs/reliability.md, "Memory")."""
         self._keypoints_text = self.keypoints_csv()
-        self.rows = []
+        self._rows = {}
         self._latest = self._boxes = None
         self.judge = None  # the reference's moments, per session: ~1 MB a session for the retention time
 
     def keypoints_csv(self) -> str:
-        """The offline schema, one person-0 row per processed tick, in tick order."""
+        """The offline schema, one person-0 row per processed tick (its latest pass), in tick order."""
         if self._keypoints_text is not None:
             return self._keypoints_text
-        return csv_text(CSV_COLUMNS, sorted(self.rows, key=lambda row: int(row[0])))
+        return csv_text(CSV_COLUMNS, [self._rows[t] for t in sorted(self._rows)])
 
     def scores_csv(self) -> str:
-        rows = [s.csv_row() for s in sorted(self.scores, key=lambda s: s.tick)]
+        rows = [s.csv_row() for s in self.scores]
         return csv_text(SCORE_COLUMNS, rows, text_columns=SCORE_TEXT_COLUMNS)
 
     def moves_csv(self) -> str:

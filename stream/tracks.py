@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import av
@@ -20,6 +21,7 @@ from av.video.reformatter import VideoReformatter
 
 from pose.draw import draw_analysis
 from pose.limbs import Limb
+from pose.privacy import LiveFaces
 from pose.types import FrameAnalysis
 
 log = logging.getLogger(__name__)
@@ -99,28 +101,52 @@ class AnnotatedTrack(MediaStreamTrack):
         latest: LatestFrame,
         annotation: Callable[[], tuple[FrameAnalysis, Limb | None] | None],
         on_sent: Callable[[], None],
+        on_stage: Callable[[str, float], None] | None = None,
+        faces: LiveFaces | None = None,
     ) -> None:
+        """`on_stage(stage, seconds)`: how long each annotated frame took to draw ("draw", with the faces
+        mosaicked), and how long aiortc took with each frame handed over before it asked for the next ("encode":
+        encode, packetize, send). `faces`: mosaics the faces on every frame sent (None: faces are left as they
+        are)."""
         super().__init__()
+        self._faces = faces
         self._latest = latest
         self._annotation = annotation
         self._on_sent = on_sent
+        self._on_stage = on_stage
+        self._handed_at: float | None = None  # perf_counter when the last frame was handed to aiortc
         self._seq = 0
         self._to_bgr = BgrConverter()
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if self._handed_at is not None and self._on_stage is not None:
+            self._on_stage("encode", time.perf_counter() - self._handed_at)
         self._seq, frame = await self._latest.newer_than(self._seq)
         annotation = self._annotation()
         self._on_sent()
-        return frame if annotation is None else annotate(frame, annotation[0], self._to_bgr, annotation[1])
+        if annotation is not None:
+            started = time.perf_counter()
+            frame = annotate(frame, annotation[0], self._to_bgr, annotation[1], self._faces)
+            if self._on_stage is not None:
+                self._on_stage("draw", time.perf_counter() - started)
+        self._handed_at = time.perf_counter()
+        return frame
 
 
 def annotate(
-    frame: av.VideoFrame, analysis: FrameAnalysis, to_bgr: BgrConverter, off: Limb | None = None
+    frame: av.VideoFrame,
+    analysis: FrameAnalysis,
+    to_bgr: BgrConverter,
+    off: Limb | None = None,
+    faces: LiveFaces | None = None,
 ) -> av.VideoFrame:
-    """A new frame: `frame` with `analysis` drawn on it (the limb `off` in red), keeping its timestamp."""
+    """A new frame: `frame` with `analysis` drawn on it (the limb `off` in red) and, with `faces`, the faces
+    mosaicked over the drawing, keeping its timestamp."""
     image = draw_analysis(to_bgr(frame), analysis, off=off)
+    if faces is not None:
+        faces.cover(image, analysis, asyncio.get_running_loop().time())
     out = av.VideoFrame.from_ndarray(image, format="bgr24")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out

@@ -78,6 +78,7 @@ HEAVY_FIXTURES = frozenset(
     {
         *("models", "models_for", "catalog", "seeded", "clips", "live_client", "aiohttp_client"),
         *("server", "sample_reference", "solo_image", "pair_image", "vtest_csv", "hostile", "postgres", "store_url"),
+        "take_media",
     }
 )
 

@@ -165,4 +165,8 @@ async def test_a_session_on_another_backend_than_the_dancers_is_warned(
     assert DEFAULT_BACKEND in result.warnings[0] and "movenet-thunder" in result.warnings[0]
     assert result.metadata["pose"] == "movenet-thunder" and result.metadata["dancer_pose"] == DEFAULT_BACKEND
     assert result.metadata["warnings"] == result.warnings and result.metadata["reference"] == seeded.reference.id
-    assert result.metadata["processed"] == len(result.scores) and result.metadata["mirror"] is True
+    # Every processed tick has its CSV row; a score message reaches the client for each until the channel closes
+    # (a tick finished after that is in the CSV only), so the messages are a subset, however loaded the machine.
+    rows = [int(line.split(",", 1)[0]) for line in result.keypoints_csv.splitlines()[1:]]
+    assert result.metadata["processed"] == len(rows) and {m["tick"] for m in result.scores} <= set(rows)
+    assert result.metadata["mirror"] is True

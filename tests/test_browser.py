@@ -242,9 +242,27 @@ def test_dance_along_in_chromium(server: Server, sample_reference: str, camera_c
     assert {int(row[0]) for row in rows} <= set(main_ticks)
 
 
+def test_a_keypoints_only_session_in_chromium(
+    server: Server, sample_reference: str, camera_clip: Path, tmp_path: Path
+) -> None:
+    """The page's option: the camera is offered send-only, no video comes back, the local camera is shown and
+    the user's skeleton is drawn over it from the `pose` messages; the session scores as usual."""
+    result = run_driver(server, tmp_path, "keypoints", "--reference", sample_reference, "--clip", camera_clip)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
+    assert "a=sendonly" in result["offerVideo"] and "a=sendrecv" not in result["offerVideo"]
+    assert result["caption"] == "your camera, skeleton drawn here"
+    dancing = [s for s in result["samples"] if s["page"]["state"] == "dancing"]
+    assert dancing and all(s["video"]["local"] for s in dancing)  # the page shows its own camera
+    assert any(s["overlay"]["drawn"] > 0 for s in dancing), [s["overlay"] for s in dancing]  # the skeleton
+    assert result["framesBack"] == 0  # nothing decoded from the server
+    assert int(result["summary"]["processed"]) > 0
+
+
 def test_the_page_coaches_in_chromium(server: Server, sample_reference: str, camera_clip: Path, tmp_path: Path) -> None:
     """The dancer's skeleton over the dancer video (before and while dancing), 0.75x playback, an A-B loop whose
-    seeks back to A reach the server as jumps, and the report's uPlot charts once the session ends."""
+    seeks back to A reach the server as jumps and whose passes are each scored, and the report's uPlot charts
+    once the session ends."""
     result = run_driver(server, tmp_path, "coach", "--reference", sample_reference, "--clip", camera_clip)
     print(json.dumps({k: v for k, v in result.items() if k != "coachSamples"}, indent=2))
     assert not [p for p in result["problems"] if p.startswith("pageerror")], result["problems"]
@@ -257,6 +275,8 @@ def test_the_page_coaches_in_chromium(server: Server, sample_reference: str, cam
     assert loop["jumps"], f"no seek back to A was sent: {loop}"
     for jump in loop["jumps"]:
         assert round(loop["a"], 3) <= jump["to"] < loop["b"] and jump["from"] > jump["to"], loop  # t is to the ms
+    if len(loop["jumps"]) >= 2:  # a whole pass lay between them: the server scored its ticks again
+        assert "Pass 2" in result["coach"]["passes"], result["coach"]
     report = result["report"]
     assert report["hidden"] is False and report["scoreCharts"] >= 1 and report["limbCharts"] >= 1, report
     tiers = r"\d+ Perfect · \d+ Good · \d+ OK · \d+ Miss|No move verdicts from this server\."
@@ -316,7 +336,9 @@ def test_dance_along_in_firefox(server: Server, sample_reference: str, tmp_path:
     header, scores = read_csv(Path(downloads["scores"]["path"]))
     assert header == SCORES_HEADER
     ticks = {int(row[0]) for row in scores}
-    assert len(ticks) == len(scores) == int(summary["processed"]) > 0, (len(scores), summary)
+    # The summary shows the last stats message (every second), the CSV every tick the session finished: on a busy
+    # machine the analysis in flight at the end is in the CSV only.
+    assert len(ticks) == len(scores) >= int(summary["processed"]) > 0, (len(scores), summary)
     for name in ("ready", "dance", "annotated", "summary"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0
 

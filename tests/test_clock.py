@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from stream.clock import ReferenceClock, TickSampler
+from stream.clock import REWIND_S, ReferenceClock, TickSampler
 
 # --- ReferenceClock ---------------------------------------------------------------------------------------
 
@@ -146,13 +146,35 @@ def test_seek_forward_does_not_count_jumped_ticks() -> None:
     assert (sampler.taken, sampler.skipped) == (20, 0)
 
 
-def test_seek_backward_never_repeats_a_tick_but_fills_skipped_ones() -> None:
+def test_a_small_step_back_never_repeats_a_tick_but_fills_skipped_ones() -> None:
     sampler = TickSampler(10, 100)
-    first_pass = run(sampler, np.arange(0, 3, 1 / 7))  # 7 fps: some ticks skipped
+    times = np.arange(0, 3, 1 / 7)  # 7 fps: some ticks skipped
+    first_pass = run(sampler, times)
     assert sampler.skipped == first_pass[-1] + 1 - len(first_pass) > 0
-    replay = run(sampler, np.arange(0, 4, 1 / 30))
-    assert replay == [k for k in range(40) if k not in first_pass]
-    assert (sampler.taken, sampler.skipped) == (40, 0)
+    back = times[-1] - REWIND_S + 0.05  # a step back just short of a rewind
+    replay = run(sampler, np.arange(back, 4, 1 / 30))
+    assert replay == [k for k in range(math.floor(back * 10), 40) if k not in first_pass]
+    assert sampler.passes == 1
+
+
+def test_a_jump_back_starts_a_new_pass_over_the_same_ticks() -> None:
+    """An A-B loop from 1.0 s to 3.0 s, played three times at 30 fps: every tick of the loop is taken once a
+    pass; counts are kept over all passes (elapsed = taken + skipped, each tick once a pass)."""
+    sampler = TickSampler(10, 100)
+    passes = [run(sampler, np.arange(1.0, 3.0, 1 / 30) + 1 / 60) for _ in range(3)]
+    assert passes == [list(range(10, 30))] * 3
+    assert (sampler.passes, sampler.taken, sampler.skipped, sampler.elapsed) == (3, 60, 0, 60)
+
+
+def test_a_tick_of_the_old_pass_can_still_be_given_back() -> None:
+    sampler = TickSampler(10, 100)
+    assert run(sampler, [2.0, 2.1]) == [20, 21]
+    assert run(sampler, [1.0]) == [10]  # tick 21 may still wait in the mailbox ...
+    sampler.mark_skipped(21)  # ... and be replaced: it counts as skipped, and the new pass may take it
+    with pytest.raises(ValueError, match="not a taken tick"):
+        sampler.mark_skipped(21)
+    assert run(sampler, np.arange(11, 23) / 10 + 0.01) == list(range(11, 23))
+    assert (sampler.passes, sampler.taken, sampler.skipped) == (2, 14, 1)
 
 
 def test_stall_shorter_than_threshold_counts_skipped_ticks() -> None:

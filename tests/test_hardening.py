@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from harness.clips import cut_clip
 from harness.server import settings_for
-from pose.calibration import CALIBRATION_NAME
+from pose.calibration import CALIBRATION_NAME, SECOND_LOOK_NAME
 from pose.moves import MOVES_NAME
 from pose.pipeline import Models
 from server import JOBS, LIBRARY, SESSIONS, allowed_hosts, create_app
@@ -447,8 +447,8 @@ async def test_hostile_file_names_never_write_outside_the_data_dir(
     names = {p.name for p in data.rglob("*") if p.is_file()}
     print(f"\n{len(HOSTILE_NAMES)} uploads with hostile names: {len(outside)} files outside the data dir, {names}")
     assert outside == [] and escaped == []
-    store = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}  # the store's SQLite database, at the data dir's top
-    reference_files = {"video.mp4", "keypoints.csv", "meta.json", CALIBRATION_NAME, MOVES_NAME}
+    store = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}.lock"}  # the store's SQLite files (and its lock)
+    reference_files = {"video.mp4", "keypoints.csv", "meta.json", CALIBRATION_NAME, SECOND_LOOK_NAME, MOVES_NAME}
     assert names <= {*reference_files, *store}  # every other file is under a server-made id
 
 

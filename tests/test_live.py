@@ -25,9 +25,10 @@ from pose.csvio import CSV_COLUMNS
 from pose.parts import PART_NAMES
 from pose.pipeline import FrameAnalyzer, Models
 from pose.types import Detections, FrameAnalysis
-from server import SESSIONS, create_app
+from server import SERVICE, SESSIONS, create_app
 from stream.client import ClientResult, run_session
 from stream.live import SessionRunner
+from stream.protocol import offer_body
 from stream.session import MOVE_COLUMNS, SCORE_COLUMNS
 from tests.live_support import (
     INDEXED_FPS,
@@ -38,10 +39,12 @@ from tests.live_support import (
     media_threads,
     open_peer_connections,
 )
+from tests.test_server import make_offer
 
 pytest_plugins = ("tests.live_fixtures",)
 
 Client = TestClient[web.Request, web.Application]
+JSON = {"Content-Type": "application/json"}
 
 
 def url(client: Client) -> str:
@@ -228,3 +231,57 @@ async def test_the_server_can_end_a_live_session(live_client: Client, seeded: Se
     assert result.end_reason == "server shutting down"  # the page is told why, before the channel closes
     assert len(pd.read_csv(io.StringIO(result.keypoints_csv))) == runner.session.processed >= 3
     await assert_session_released(live_client, runner)
+
+
+async def test_a_keypoints_only_session_returns_no_video_and_a_pose_message_per_tick(
+    live_client: Client, seeded: SeededLibrary, clips: Clips
+) -> None:
+    """The offer asks for no returned video: nothing is drawn or sent back on the video track, and each
+    processed tick's keypoints come on the data channel before its score."""
+    result = await run_session(
+        url(live_client), clips.webcam, seeded.reference.id, seconds=5, fps=10, returned_video=False
+    )
+    runner = runner_of(live_client, result)
+    await assert_ticks_accounted(result, runner)
+    assert result.frames_received == 0 and result.metadata["returned_video"] is False
+    pose_ticks = [p["tick"] for p in result.poses]
+    assert pose_ticks == [s["tick"] for s in result.scores]  # one pose message per score message, in order
+    assert set(pose_ticks) <= {s.tick for s in runner.session.scores}
+    assert all(len(p["keypoints"]) == len(PART_NAMES) for p in result.poses)
+    assert any(k is not None for p in result.poses for k in p["keypoints"])  # someone is found in the footage
+    counts = runner.session.stages.counts
+    assert counts["draw"] == counts["encode"] == 0 and counts["pose"] == runner.session.processed
+    assert 1 <= counts["detect"] <= runner.session.processed  # the first tick's, then the background runs
+    assert result.metadata["tick_ms"]["n"] == runner.session.processed
+    await assert_session_released(live_client, runner)
+
+
+async def test_an_offer_over_the_measured_load_gets_503_with_retry_after(
+    aiohttp_client: Any, seeded: SeededLibrary, clips: Clips, models: Models
+) -> None:
+    """With the admission threshold near zero, any measured session fills the server: a second offer is refused
+    with 503 and Retry-After although the hard cap has room; an idle server takes a session again."""
+    app = create_app(settings_for(seeded.data_dir, admit_load=1e-6, max_sessions=5), models)
+    client: Client = await aiohttp_client(app)
+    service = app[SERVICE]
+    refused: list[tuple[int, str | None, dict[str, Any]]] = []
+
+    async def second_offer(channel: Any) -> None:
+        await eventually(lambda: service.load()["measured"] == 1, timeout=30, what="the session to be measured")
+        response = await client.post(
+            "/api/offer", data=offer_body(await make_offer(), seeded.reference.id), headers=JSON
+        )
+        refused.append((response.status, response.headers.get("Retry-After"), await response.json()))
+
+    result = await run_session(
+        url(client), clips.webcam, seeded.reference.id, seconds=9, fps=10, on_connected=second_offer
+    )
+    assert [(status, retry) for status, retry, _ in refused] == [(503, "60")]
+    assert "busy" in refused[0][2]["error"]
+    runner = runner_of(client, result)
+    await eventually(lambda: not runner.live, what="the session to end")
+    idle = service.load()
+    assert (idle["sessions"], idle["admitting"]) == (0, True) and idle["session_cost"] is not None
+    response = await client.post("/api/offer", data=offer_body(await make_offer(), seeded.reference.id), headers=JSON)
+    assert response.status == 200
+    await app[SESSIONS].close_all()

@@ -24,6 +24,7 @@ from stream.protocol import (
     parse_offer,
     parse_offer_body,
     parse_server_message,
+    pose_message,
     score_message,
     stats_message,
 )
@@ -44,6 +45,7 @@ GOOD_SDP_BODY = {"type": "offer", "reference": "r" * 22, "sdp": "v=0\r\nm=video 
         ({**GOOD_SDP_BODY, "mirror": 1}, '"mirror"'),
         ({**GOOD_SDP_BODY, "pose": 1}, '"pose"'),
         ({**GOOD_SDP_BODY, "pose": "x" * 1000}, '"pose"'),
+        ({**GOOD_SDP_BODY, "returned_video": "no"}, '"returned_video"'),
     ],
 )
 def test_offer_validation(body: object, message: str) -> None:
@@ -86,6 +88,10 @@ def test_offer_bodies_round_trip() -> None:
     body = offer_body("v=0", "ref", fps=5, mirror=False)
     assert json.loads(body) == {"sdp": "v=0", "type": "offer", "reference": "ref", "mirror": False, "fps": 5}
     assert parse_offer_body(body.encode()).fps == 5.0
+    assert parse_offer_body(body.encode()).returned_video  # the annotated video is the default
+    keypoints_only = offer_body("v=0", "ref", returned_video=False)
+    assert json.loads(keypoints_only)["returned_video"] is False
+    assert not parse_offer_body(keypoints_only.encode()).returned_video
     for bad in (b"\xff", b"[" * 100_000, b"{"):
         with pytest.raises(OfferError, match="JSON object"):
             parse_offer_body(bad)
@@ -105,6 +111,9 @@ def test_the_answer_and_the_server_messages_round_trip() -> None:
                     "limb": "right_leg", "offset_ms": -120}  # fmt: skip
     unknown = (score_message(5, 0.5, 0.0, None), move_message(0, 0.0, 1.0, "miss", 0.0, None, None))
     messages: list[ServerMessage] = [score, *unknown, move, stats, stats_message(0, 0, 0, 0.0, 0.0, 10.0, 0.0)]
+    staged = stats_message(3, 1, 0, 0.0, 30.0, 10.0, 0.02, stages_ms={"pose": 120.5, "decode": 33.0})
+    pose = pose_message(4, 0.4, [[0.25, 0.5, 0.9], *([None] * 17)], "left_arm")
+    messages += [staged, pose]
     for message in [*messages, end_message("the page closed the channel")]:
         assert parse_server_message(json.dumps(message)) == message
     junk: list[str | bytes] = [
@@ -113,6 +122,10 @@ def test_the_answer_and_the_server_messages_round_trip() -> None:
         json.dumps({**score, "move": 1.5}),
         json.dumps({**move, "offset_ms": "late"}),
         json.dumps({**stats, "latency_confident": 1}),
+        json.dumps({**stats, "stages_ms": {"pose": "slow"}}),
+        json.dumps({**pose, "keypoints": [[0.1, 0.2]]}),
+        json.dumps({**pose, "keypoints": [[0.1, 0.2, None]]}),
+        json.dumps({**pose, "tick": 1.5}),
     ]
     for text in junk:
         assert parse_server_message(text) is None
@@ -133,3 +146,11 @@ def test_importing_the_protocol_loads_no_network_stack_and_no_model_library() ->
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_offer_may_turn_the_face_mosaic_off() -> None:
+    assert parse_offer(GOOD_SDP_BODY).mosaic is True
+    assert parse_offer({**GOOD_SDP_BODY, "mosaic": False}).mosaic is False
+    with pytest.raises(OfferError, match='"mosaic"'):
+        parse_offer({**GOOD_SDP_BODY, "mosaic": "no"})
+    assert json.loads(offer_body("v=0", "ref", mosaic=False))["mosaic"] is False

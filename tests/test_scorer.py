@@ -12,7 +12,16 @@ import pytest
 
 from harness.clips import cut_clip, write_indexed_clip
 from pose import assets
-from pose.calibration import calibrated, chance_baseline, read_calibration, write_calibration
+from pose.calibration import (
+    MIN_SPAN,
+    Calibration,
+    calibrated,
+    calibration_of,
+    chance_baseline,
+    match_ceiling,
+    read_calibration,
+    write_calibration,
+)
 from pose.csvio import main_dancer_arrays, read_keypoints_csv
 from pose.limbs import LIMB_OF_PART, Limb
 from pose.media.audio import read_audio
@@ -60,7 +69,8 @@ def mirror_of(xy: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def scorer_for(xy: np.ndarray, conf: np.ndarray, **kw: object) -> Scorer:
     moments = Moments.from_keypoints(xy, conf, 1.0, FPS)
-    return Scorer(moments, FPS, np.full(len(xy), 0.5), fixed_moves(len(xy), FPS), **kw)  # type: ignore[arg-type]
+    calibration = Calibration(np.full(len(xy), 0.5), np.ones(len(xy)))
+    return Scorer(moments, FPS, calibration, fixed_moves(len(xy), FPS), **kw)  # type: ignore[arg-type]
 
 
 # --- limbs and moves
@@ -95,7 +105,7 @@ def test_a_reference_cut_round_trips_and_a_gap_is_refused(tmp_path: Path) -> Non
 
 
 def test_tiers_follow_the_thresholds() -> None:
-    assert [tier_of(s) for s in (100.0, 90.0, 89.9, 60.0, 30.0, 29.9, float("nan"))] == [
+    assert [tier_of(s) for s in (100.0, 75.0, 74.9, 40.0, 15.0, 14.9, float("nan"))] == [
         Tier.PERFECT, Tier.PERFECT, Tier.GOOD, Tier.GOOD, Tier.OK, Tier.MISS, Tier.MISS,
     ]  # fmt: skip
 
@@ -160,20 +170,40 @@ def test_chance_is_one_for_a_dancer_who_never_moves_and_unknown_without_other_mo
     assert np.isnan(short).all()
 
 
+def test_the_match_is_the_second_looks_smoothed_similarity_kept_above_chance() -> None:
+    xy = np.stack([figure(0.4 * np.sin(k / 3.0)) for k in range(80)]).astype(np.float32)
+    conf = np.ones((80, NUM_PARTS), np.float32)
+    moments = Moments.from_keypoints(xy, conf, 1.0, FPS)
+    assert np.allclose(match_ceiling(moments, moments, FPS), 1.0)  # a second look identical to the first
+    unseen = Moments.from_keypoints(xy, np.zeros_like(conf), 1.0, FPS)
+    assert np.isnan(match_ceiling(moments, unseen, FPS)).all()
+    frozen = Moments.from_keypoints(np.repeat(xy[:1], 80, 0), conf, 1.0, FPS)
+    calibration = calibration_of(moments, frozen, FPS)
+    floor = np.minimum(np.nan_to_num(calibration.chance) + MIN_SPAN, 1.0)
+    assert (calibration.match >= floor - 1e-12).all() and (calibration.match <= 1.0).all()
+    assert np.isnan(calibration_of(moments, None, FPS).match).all()
+    with pytest.raises(ValueError, match="the second look has 79 ticks"):
+        match_ceiling(moments, moments.take(slice(0, 79)), FPS)
+
+
 def test_calibrated_score_and_its_file(tmp_path: Path) -> None:
     assert calibrated(1.0, 0.8) == 100.0 and calibrated(0.8, 0.8) == 0.0 and calibrated(0.5, 0.8) == 0.0
     assert calibrated(0.9, 0.8) == pytest.approx(50.0) and calibrated(float("nan"), 0.1) == 0.0
     assert calibrated(0.5, float("nan")) == pytest.approx(50.0)
+    assert calibrated(0.85, 0.8, 0.9) == pytest.approx(50.0) and calibrated(0.95, 0.8, 0.9) == 100.0
+    assert calibrated(0.85, 0.8, float("nan")) == pytest.approx(25.0)
     path = tmp_path / "calibration.csv"
-    write_calibration(path, [0.5, np.nan, 0.12345])
-    assert path.read_text() == "tick,chance\n0,0.5000\n1,\n2,0.1235\n"
+    write_calibration(path, Calibration(np.array([0.5, np.nan, 0.12345]), np.array([0.9, np.nan, 1.0])))
+    assert path.read_text() == "tick,chance,match\n0,0.5000,0.9000\n1,,\n2,0.1235,1.0000\n"
     back = read_calibration(path, ticks=3)
-    assert back[0] == 0.5 and np.isnan(back[1]) and back[2] == 0.1235
+    assert back.chance[0] == 0.5 and np.isnan(back.chance[1]) and back.chance[2] == 0.1235
+    assert back.match[0] == 0.9 and np.isnan(back.match[1]) and back.score(0, 0.7) == pytest.approx(50.0)
     with pytest.raises(ValueError, match="the keypoints have 4"):
         read_calibration(path, ticks=4)
-    path.write_text("tick,score\n0,1\n")
-    with pytest.raises(ValueError, match="not a calibration CSV"):
-        read_calibration(path)
+    for older in ("tick,chance\n0,0.5\n", "tick,score\n0,1\n"):
+        path.write_text(older)
+        with pytest.raises(ValueError, match="not a calibration CSV"):
+            read_calibration(path)
 
 
 # --- the scorer on planted sequences
@@ -280,8 +310,7 @@ def test_a_user_300_ms_late_is_measured_within_one_tick(walker: tuple[np.ndarray
     xy, conf = walker
     aspect = 768 / 576
     moments = Moments.from_keypoints(xy, conf, aspect, FPS)
-    chance = chance_baseline(moments, FPS)
-    scorer = Scorer(moments, FPS, chance, fixed_moves(len(xy), FPS))
+    scorer = Scorer(moments, FPS, calibration_of(moments, None, FPS), fixed_moves(len(xy), FPS))
     late = PoseArrays(np.roll(xy, 3, axis=0), np.roll(conf, 3, axis=0))
     for t in range(3, len(xy)):
         scorer.add(t, late.pts[t], late.found[t], aspect)

@@ -225,6 +225,12 @@ async def test_malformed_offers_get_400_and_leave_no_peer_connection(
         ({"sdp": await make_offer(video=None), "type": "offer", "reference": ref}, 400, "no video"),
         ({"sdp": await make_offer(channel=False), "type": "offer", "reference": ref}, 400, "data channel"),
         ({"sdp": await make_offer(video="sendonly"), "type": "offer", "reference": ref}, 400, "sendrecv"),
+        (
+            {"sdp": await make_offer(video="recvonly"), "type": "offer", "reference": ref, "returned_video": False},
+            400,
+            "sendonly or sendrecv",
+        ),
+        ({"sdp": good, "type": "offer", "reference": ref, "returned_video": "no"}, 400, '"returned_video"'),
         ({"sdp": without_lines(good, "a=ice-ufrag"), "type": "offer", "reference": ref}, 400, "ICE credentials"),
         ({"sdp": good, "type": "offer", "reference": "AAAAAAAAAAAAAAAAAAAAAA"}, 404, "no such reference"),
     ]

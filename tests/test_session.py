@@ -108,6 +108,23 @@ def test_session_ticks_are_reference_ticks() -> None:
         assert pending is not None and pending[0] == round(t * 10)
 
 
+def test_a_tick_danced_again_in_a_later_pass_keeps_its_latest_rows() -> None:
+    session = playing_session()
+    for now, score in ((100.0, 10.0), (102.0, 20.0)):  # tick 0, then a jump back from tick 10 to it
+        session.on_clock(0.0, True, now=now)
+        assert session.on_frame("a", now=now)
+        tick, _ = session.take_pending() or (None, None)
+        assert tick == 0
+        session.record(TickResult(0, nobody(), TickScore(0, 0.0, score, score, None, None, None), seconds=0.1), now)
+        session.on_clock(1.0, True, now=now + 1.0)
+        assert session.on_frame("b", now=now + 1.0)
+        assert session.take_pending() == (10, "b")
+    assert session.processed == 2 and session.sampler.passes == 2
+    assert [(s.tick, s.score) for s in session.scores] == [(0, 20.0)]
+    assert session.scores_csv().splitlines()[1:] == ["0,0,20.00,20.00,,,"]
+    assert pd.read_csv(io.StringIO(session.keypoints_csv()))["tick"].tolist() == [0]
+
+
 def test_a_failed_analysis_counts_as_skipped() -> None:
     session = playing_session()
     session.on_frame("a", now=100.0)
@@ -247,3 +264,76 @@ def test_the_dancer_scores_high_against_their_own_reference(seeded: SeededLibrar
     # Between detector runs the live path holds the last boxes where extraction interpolates them, so in this
     # crowd another walker can be picked as the main person now and then; the same person scores ~100.
     assert sorted(scores)[len(scores) // 2] > 99 and all(0 <= s <= 100 for s in scores), scores
+
+
+class Seen:
+    """An analyzer that finds nobody and keeps the boxes each tick was given."""
+
+    def __init__(self) -> None:
+        self.people: list[Detections | None] = []
+
+    def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
+        self.people.append(people)
+        h, w = image_bgr.shape[:2]
+        return nobody(w, h)
+
+
+def boxes(n: int) -> Detections:
+    """`n` planted boxes (a box count tells the detector runs apart)."""
+    return Detections(np.tile(np.array([[0.1, 0.1, 0.5, 0.9]], np.float32), (n, 1)), np.ones(n, np.float32))
+
+
+def test_the_detector_runs_inline_only_on_the_first_tick_then_off_the_tick_path() -> None:
+    """The first tick detects inline; later ticks use the boxes held, and the detector is due again every
+    DETECT_INTERVAL_S (5 ticks at 10 ticks/s) until the shell hands new boxes in."""
+    calls: list[int] = []
+
+    def detect(image: np.ndarray) -> Detections:
+        calls.append(len(calls) + 1)
+        return boxes(len(calls))
+
+    seen = Seen()
+    session: LiveSession[str] = LiveSession(dancer(), seen, detect=detect)
+    image = np.zeros((48, 64, 3), np.uint8)
+    due = []
+    for tick in range(12):
+        session.record(session.process(tick, image), now=float(tick))
+        due.append(session.detection_due())
+        if tick == 6:
+            found, seconds = session.detect_people(image)  # what the shell runs in the background
+            session.set_boxes(found, seconds)
+    assert calls == [1, 2]  # the first tick's, and the background run
+    assert [len(p.boxes) if p is not None else None for p in seen.people] == [1] * 7 + [2] * 5
+    assert due == [False] * 5 + [True, True] + [False] * 4 + [True]
+    assert session.stages.counts["detect"] == 2 and session.stages.counts["pose"] == 12
+    assert session.stages.tick_times()["n"] == 12
+
+
+def test_a_session_without_a_detector_is_never_due() -> None:
+    seen = Seen()
+    session: LiveSession[str] = LiveSession(dancer(), seen)
+    session.record(session.process(0, np.zeros((48, 64, 3), np.uint8)), now=0.0)
+    assert seen.people == [None] and not session.detection_due()
+
+
+def test_a_tick_s_pose_message_holds_the_shown_keypoints() -> None:
+    class One:
+        def analyze(self, image_bgr: np.ndarray, people: Detections | None = None) -> FrameAnalysis:
+            xy = np.full((1, NUM_PARTS, 2), np.nan, np.float32)
+            xy[0, 0], xy[0, 1] = (0.25, 0.5), (0.3, 0.6)
+            confidence = np.zeros((1, NUM_PARTS), np.float32)
+            confidence[0, :2] = 0.5
+            poses = Poses(xy, confidence, np.ones(1, np.float32))
+            return FrameAnalysis(poses, np.zeros(1, np.int64), Detections.empty(), 64, 48)
+
+    session: LiveSession[str] = LiveSession(dancer(), One())
+    result = session.process(3, np.zeros((48, 64, 3), np.uint8))
+    message = result.pose_message()
+    assert (message["type"], message["tick"], message["t"]) == ("pose", 3, 0.3)
+    assert message["keypoints"][2:] == [None] * (NUM_PARTS - 2)
+    shown = result.shown
+    assert shown is not None
+    expected = [[round(float(x), 4), round(float(y), 4), 0.5] for x, y in shown.poses.xy[0, :2]]
+    assert message["keypoints"][:2] == expected
+    kinds = [m["type"] for m in result.messages(keypoints=True)]
+    assert kinds[0] == "pose" and "pose" not in [m["type"] for m in result.messages()]

@@ -66,7 +66,7 @@ def test_migrations_from_empty_to_head_match_the_schema(store_url: str) -> None:
     try:
         assert store.revision() is None
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert store.upgrade() == head == "0001"
+        assert store.upgrade() == head == "0002"
         assert store.upgrade() == head  # idempotent
         found = inspect(store.engine)
         assert set(found.get_table_names()) == {*metadata.tables, "alembic_version"}

@@ -82,12 +82,27 @@ export async function sessionFile(session, token, name) {
   return (await request(path, { headers: { Authorization: `Bearer ${token}` } })).blob();
 }
 
+/** A session's record (`GET /api/sessions/{id}`); a recorded take's has `take`, its alignment. */
+export async function sessionRecord(session, token) {
+  return (await request(`/api/sessions/${part(session)}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+}
+
+/** POST a recording of the reference `id` (the form's `video`) for scoring, listed for `profile` (a profile
+ * token, or null); resolves to `{"job", "session", "token"}`. */
+export function postTake(id, form, onProgress, profile = null) {
+  const headers = profile ? { Authorization: `Bearer ${profile}` } : {};
+  return postForm(`/api/references/${part(id)}/takes`, form, onProgress, headers);
+}
+
 /** POST a reference upload with XMLHttpRequest, the one browser API that reports upload progress;
  * resolves to `{"id", "job"}`. */
-export function uploadReference(form, onProgress) {
+export const uploadReference = (form, onProgress) => postForm("/api/references", form, onProgress);
+
+function postForm(path, form, onProgress, headers = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/api/references");
+    xhr.open("POST", path);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onerror = () => reject(new UserError(UNREACHABLE));
     xhr.onload = () => {

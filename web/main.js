@@ -20,7 +20,7 @@ import { UserError } from "./errors.js";
 import { Feedback } from "./feedback.js";
 import { exportFilename, failedTicksNotice } from "./format.js";
 import { Library } from "./library.js";
-import { SkeletonOverlay } from "./overlay.js";
+import { LiveSkeleton, SkeletonOverlay } from "./overlay.js";
 import { Practice } from "./practice.js";
 import { startProgress } from "./progress.js";
 import { Report } from "./report.js";
@@ -29,10 +29,17 @@ import { Scoreboard } from "./scoreboard.js";
 import { Session } from "./session.js";
 import { parseKeypointsCsv } from "./skeleton.js";
 import { SummaryDialog } from "./summary.js";
+import { TakeScorer } from "./takes.js";
 
 const $ = (id) => document.getElementById(id);
 
-const controls = { start: $("start"), stop: $("stop"), mirror: $("mirror") };
+const controls = {
+  start: $("start"),
+  stop: $("stop"),
+  mirror: $("mirror"),
+  mosaic: $("mosaic"),
+  keypointsOnly: $("keypoints-only"),
+};
 const you = { video: $("you"), placeholder: $("you-placeholder") };
 
 const feedback = new Feedback({
@@ -57,6 +64,7 @@ const scoreboard = new Scoreboard({
   verdict: $("verdict"),
 });
 const overlay = new SkeletonOverlay($("dancer"), $("dancer-overlay"));
+const youSkeleton = new LiveSkeleton($("you"), $("you-overlay")); // keypoints-only sessions
 const passes = new PassTracker();
 const practice = new Practice(
   {
@@ -125,6 +133,19 @@ const summary = new SummaryDialog(
   { onDownload: download, fallbackFocus: () => controls.start },
 );
 
+new TakeScorer(
+  {
+    form: $("take-form"),
+    file: $("take-file"),
+    button: $("take-button"),
+    progress: $("take-progress"),
+    bar: $("take-bar"),
+    label: $("take-label"),
+    download: $("take-download"),
+  },
+  { feedback, reference: () => library.selected, onScored: showTake },
+);
+
 let session = null;
 let cameraAspect = 4 / 3; // the user's camera frame, from the returned video once it has a size
 let moveLog = new MoveLog();
@@ -162,13 +183,22 @@ function render() {
   controls.start.textContent = state === "finished" ? "Dance again" : "Start dancing";
   controls.stop.disabled = state !== "connecting" && state !== "dancing";
   controls.mirror.disabled = busy;
+  controls.mosaic.disabled = busy;
+  controls.keypointsOnly.disabled = busy;
   library.setLocked(busy);
 }
 
 async function start() {
   const reference = library.selected;
   if (!reference || session?.active) return;
-  const current = new Session({ reference, mirror: controls.mirror.checked, dancer: $("dancer") });
+  const returnedVideo = !controls.keypointsOnly.checked;
+  const current = new Session({
+    reference,
+    mirror: controls.mirror.checked,
+    mosaic: controls.mosaic.checked,
+    returnedVideo,
+    dancer: $("dancer"),
+  });
   session = current;
   feedback.clearError();
   feedback.notice([]);
@@ -178,6 +208,8 @@ async function start() {
   moveLog = new MoveLog();
   passes.setLoop(practice.loop);
   overlay.setOff(null);
+  youSkeleton.clear();
+  $("you-caption").textContent = returnedVideo ? "annotated by the server" : "your camera, skeleton drawn here";
   follow(current);
   try {
     await current.start();
@@ -193,6 +225,7 @@ function follow(current) {
   current.addEventListener("status", mine((text) => feedback.status(text)));
   current.addEventListener("warnings", mine((lines) => feedback.notice(lines)));
   current.addEventListener("track", mine(showReturnedVideo));
+  current.addEventListener("pose", mine((pose) => youSkeleton.show(pose)));
   current.addEventListener(
     "score",
     mine((score) => {
@@ -242,6 +275,21 @@ function ended(current, failed, reason) {
   if (failed) feedback.status("The session ended early.");
   else if (reason) feedback.status(`The server ended the session: ${reason}`);
   else feedback.status("Session over. Download your CSVs or dance again.");
+}
+
+/** A scored recording (takes.js): the same summary and report as at the end of a live session; its CSVs download
+ * as the session's. */
+function showTake(take) {
+  if (session?.active) return; // a live session owns the page; the take's files stay downloadable from its panel
+  session = take;
+  moveLog = new MoveLog();
+  take.moves.forEach((move) => moveLog.addMove(move));
+  take.scores.forEach((score) => moveLog.addScore(score));
+  render();
+  const figures = sessionSummary(take.tally, take.stats, NaN, take.reference.fps);
+  summary.show(figures, { pose: take.pose, reason: null });
+  showReport(take).catch((error) => console.warn("the report could not be drawn:", error));
+  feedback.status("Your recording is scored. Download your CSVs or score another.");
 }
 
 /** The report under the summary: the session's scores and verdicts, the reference's moves, both skeletons. */

@@ -1,8 +1,23 @@
 // The dancer's skeleton drawn on a canvas over a <video>, in step with the frame on screen: each frame's media
 // time (requestVideoFrameCallback where the browser has it, else every animation frame's currentTime) picks the
-// keypoint row floor(mediaTime * fps). The limb the server says is off is drawn red.
+// keypoint row floor(mediaTime * fps). The limb the server says is off is drawn red. `LiveSkeleton`: the user's
+// own skeleton from the server's `pose` messages, over the local camera view (keypoints-only sessions).
 
-import { containBox, skeletonShapes, tickAt } from "./skeleton.js";
+import { containBox, poseOfKeypoints, skeletonShapes, tickAt } from "./skeleton.js";
+
+/** A pose older than this is no longer where the user is (as the server's annotated track rules). */
+const LIVE_POSE_MAX_AGE_MS = 1000;
+
+/** The canvas sized to its box in device pixels and cleared: its 2D context, size and device pixel ratio. */
+function clearedCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.round(canvas.clientWidth * ratio);
+  const height = Math.round(canvas.clientHeight * ratio);
+  if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, width, height);
+  return { ctx, width, height, ratio };
+}
 
 /** Draw `shapes` (skeleton.skeletonShapes) on a 2D context; `scale` is the device pixel ratio. */
 export function drawShapes(ctx, { lines, joints }, scale = 1) {
@@ -20,6 +35,49 @@ export function drawShapes(ctx, { lines, joints }, scale = 1) {
     ctx.beginPath();
     ctx.arc(at[0], at[1], 3.5 * scale, 0, 2 * Math.PI);
     ctx.fill();
+  }
+}
+
+/** The newest `pose` message drawn over `video` (the local camera) on `canvas`, until it is LIVE_POSE_MAX_AGE_MS
+ * old; `clear()` removes it. */
+export class LiveSkeleton {
+  constructor(video, canvas) {
+    Object.assign(this, { video, canvas });
+    this.pose = null;
+    this.off = null;
+    this.at = 0;
+    this.tick = null; // the tick drawn last, for tests
+    this.frame = null; // the animation frame asked for
+    this.fade = null;
+    window.addEventListener("resize", () => this.draw());
+  }
+
+  /** A `pose` message (protocol.js). */
+  show(message) {
+    this.pose = poseOfKeypoints(message.keypoints);
+    this.off = message.limb;
+    this.tick = message.tick;
+    this.at = performance.now();
+    if (this.frame === null) this.frame = requestAnimationFrame(() => this.draw());
+  }
+
+  clear() {
+    this.pose = null;
+    this.tick = null;
+    this.draw();
+  }
+
+  draw() {
+    this.frame = null;
+    const { canvas, video } = this;
+    const { ctx, width, height, ratio } = clearedCanvas(canvas);
+    if (!this.pose || !video.videoWidth) return;
+    const age = performance.now() - this.at;
+    if (age > LIVE_POSE_MAX_AGE_MS) return;
+    const box = containBox(video.videoWidth, video.videoHeight, width, height);
+    drawShapes(ctx, skeletonShapes(this.pose, box, this.off), ratio);
+    clearTimeout(this.fade);
+    this.fade = setTimeout(() => this.draw(), LIVE_POSE_MAX_AGE_MS - age + 1); // gone if no newer pose comes
   }
 }
 
@@ -62,12 +120,7 @@ export class SkeletonOverlay {
 
   draw(mediaTime) {
     const { canvas, video } = this;
-    const ratio = window.devicePixelRatio || 1;
-    const width = Math.round(canvas.clientWidth * ratio);
-    const height = Math.round(canvas.clientHeight * ratio);
-    if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, width, height);
+    const { ctx, width, height, ratio } = clearedCanvas(canvas);
     this.tick = null;
     if (!this.keypoints || !video.videoWidth) return;
     const tick = tickAt(mediaTime, this.keypoints.fps);

@@ -1,12 +1,15 @@
 // The wire messages as the page builds and reads them, one function each; the server's side is
 // stream/protocol.py and both follow docs/api.md. Pure: no DOM, no network, so node --test runs it.
 //
-//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?, "profile"?}
+//   POST /api/offer   page → server  {"sdp", "type": "offer", "reference", "mirror"?, "fps"?, "pose"?, "profile"?,
+//                                     "mosaic"?, "returned_video"?: false for keypoints-only}
 //                     server → page  {"sdp", "type": "answer", "session", "token", "pose", "warnings"}
 //   `control` channel page → server  {"type": "clock", "t": dancer media time (s), "playing": bool}
 //                     server → page  {"type": "score", "tick", "t", "score": 0..100, "worst": part | null,
 //                                     "raw"?: 0..100, "limb"?: limb | null, "move"?: int | null}
 //                                    {"type": "move", "move", "start", "end", "tier", "score", "limb", "offset_ms"}
+//                                    {"type": "pose", "tick", "t", "keypoints": 18 x ([x, y, confidence] | null),
+//                                     "limb"} (keypoints-only sessions, before each tick's score)
 //                                    {"type": "stats", "processed", "skipped", "errors", "fps", "webcam_fps",
 //                                     "tick_fps", "inference_ms", "latency_ms"?, "latency_confident"?}
 //                                    {"type": "end", "reason": a sentence for the user}, then the channel closes
@@ -29,12 +32,25 @@ export function clockMessage(t, playing) {
 }
 
 /** The `POST /api/offer` body; fps and pose are left out unless given (the server then uses the reference's);
- * `profile` is the browser's anonymous profile token (progress.js), left out when null. */
-export function offerBody({ sdp, reference, mirror = true, fps = null, pose = null, profile = null }) {
+ * `profile` is the browser's anonymous profile token (progress.js), left out when null; `mosaic` false asks for
+ * the returned video with faces left as they are (left out when null: the server mosaics them); `returnedVideo`
+ * false asks for keypoints instead of the annotated video. */
+export function offerBody({
+  sdp,
+  reference,
+  mirror = true,
+  fps = null,
+  pose = null,
+  profile = null,
+  mosaic = null,
+  returnedVideo = true,
+}) {
   const body = { sdp, type: "offer", reference, mirror: Boolean(mirror) };
+  if (!returnedVideo) body.returned_video = false;
   if (fps !== null) body.fps = fps;
   if (pose !== null) body.pose = pose;
   if (profile !== null) body.profile = profile;
+  if (mosaic !== null) body.mosaic = Boolean(mosaic);
   return body;
 }
 
@@ -81,6 +97,13 @@ const PARSERS = {
     const limb = typeof m.limb === "string" && m.limb ? m.limb : null;
     const offset = isFiniteNumber(m.offset_ms) ? m.offset_ms : null;
     return { type: "move", move: m.move, start: m.start, end: m.end, tier: m.tier, score: clamp(m.score), limb, offset_ms: offset };
+  },
+  pose(m) {
+    if (!isCount(m.tick) || !isFiniteNumber(m.t) || !Array.isArray(m.keypoints)) return null;
+    const point = (k) => k === null || (Array.isArray(k) && k.length === 3 && k.every(isFiniteNumber));
+    if (m.keypoints.length > 64 || !m.keypoints.every(point)) return null;
+    const limb = typeof m.limb === "string" && m.limb ? m.limb : null;
+    return { type: "pose", tick: m.tick, t: m.t, keypoints: m.keypoints, limb };
   },
   stats(m) {
     const counts = ["processed", "skipped", "errors"];

@@ -1,5 +1,7 @@
 // One dance-along session: the camera goes to the server over WebRTC, the annotated video and the scores come
-// back on the same peer connection, and the dancer video's clock goes out on the `control` data channel.
+// back on the same peer connection, and the dancer video's clock goes out on the `control` data channel. With
+// `returnedVideo` false the camera is sent only, nothing comes back on the video track, and the `track` event
+// carries the local camera (the page draws the `pose` messages over it).
 //
 // All of a session's state lives in its Session object; the page learns what happens from its events:
 //   state  (detail: "connecting" | "dancing" | "stopping" | "finished")   status (detail: a sentence)
@@ -25,10 +27,12 @@ const METER_INTERVAL_MS = 1000;
 
 export class Session extends EventTarget {
   /** `reference` as listed by the server; `dancer` the <video> playing it (the clock follows it). */
-  constructor({ reference, mirror, dancer }) {
+  constructor({ reference, mirror, dancer, mosaic = true, returnedVideo = true }) {
     super();
     this.reference = reference;
     this.mirror = Boolean(mirror);
+    this.mosaic = Boolean(mosaic);
+    this.returnedVideo = Boolean(returnedVideo);
     this.dancer = dancer;
     this.state = "idle";
     this.id = null;
@@ -131,12 +135,17 @@ export class Session extends EventTarget {
     this.channel.onclose = () => this.#lost("The server closed the session.");
     pc.ontrack = (event) => this.emit("track", event.streams[0] ?? new MediaStream([event.track]));
     pc.onconnectionstatechange = () => this.#onConnectionState();
-    for (const track of this.camera.getVideoTracks()) pc.addTrack(track, this.camera);
+    for (const track of this.camera.getVideoTracks()) {
+      if (this.returnedVideo) pc.addTrack(track, this.camera);
+      else pc.addTransceiver(track, { direction: "sendonly", streams: [this.camera] });
+    }
+    if (!this.returnedVideo) this.emit("track", this.camera);
 
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc);
     const { sdp } = pc.localDescription;
-    const offer = { sdp, reference: this.reference.id, mirror: this.mirror, profile: profileToken() };
+    const { mirror, mosaic, returnedVideo } = this;
+    const offer = { sdp, reference: this.reference.id, mirror, mosaic, returnedVideo, profile: profileToken() };
     const answer = await postOffer(offerBody(offer));
     this.#checkActive();
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });

@@ -120,6 +120,17 @@ export function skeletonShapes(pose, box, off = null) {
   return { lines, joints };
 }
 
+/** A `pose` message's keypoints (protocol.js) as a pose of parseKeypointsCsv's shape: Float32Array(18 * 3) of
+ * x, y, score, NaN where the part was not found. */
+export function poseOfKeypoints(keypoints) {
+  const pose = new Float32Array(PARTS.length * 3).fill(NaN);
+  PARTS.forEach((_, part) => {
+    const point = keypoints?.[part];
+    if (Array.isArray(point)) pose.set(point.slice(0, 3), part * 3);
+  });
+  return pose;
+}
+
 /** Where a `videoWidth` x `videoHeight` frame shows in a `width` x `height` element with object-fit: contain. */
 export function containBox(videoWidth, videoHeight, width, height) {
   if (!(videoWidth > 0 && videoHeight > 0)) return { x: 0, y: 0, width, height };

@@ -4,7 +4,6 @@ pixels a video frame or an image may claim. Pure: no PyAV or OpenCV here, only h
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 # Demuxers allowed to open an upload (FFmpeg's `format_whitelist`). Playlists and scripts (hls, concat, dash,
 # ffmetadata, image2 sequences, tee) are left out: with only the `file` protocol whitelisted they could still read
@@ -23,7 +22,11 @@ OPEN_OPTIONS = {
     "format_whitelist": ",".join(VIDEO_DEMUXERS),
     "max_pixels": str(MAX_VIDEO_PIXELS),
 }
-# Images for `python -m pose image`: 50 MP (a phone's full-size photo is 12-48 MP).
+# For a sound track alone (the analysis API's spectrogram): the video demuxers (the audio of a video) and audio-only
+# formats. The same rule: no playlists, no scripts.
+AUDIO_DEMUXERS = (*VIDEO_DEMUXERS, "wav", "w64", "aiff", "flac", "mp3", "aac", "caf")
+AUDIO_OPEN_OPTIONS = {**OPEN_OPTIONS, "format_whitelist": ",".join(AUDIO_DEMUXERS)}
+# Images for `python -m pose image` and `POST /api/analyze/image`: 50 MP (a phone's full-size photo is 12-48 MP).
 MAX_IMAGE_SIDE = 16384
 MAX_IMAGE_PIXELS = 50_000_000
 
@@ -47,30 +50,34 @@ def check_image_size(width: int, height: int) -> None:
         )
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header, without decoding; None for other formats."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-            w, h = struct.unpack(">II", head[16:24])
-            return w, h
-        if head[:6] in (b"GIF87a", b"GIF89a"):
-            w, h = struct.unpack("<HH", head[6:10])
-            return w, h
-        if head.startswith(b"BM") and len(head) >= 26:
-            w, h = struct.unpack("<ii", head[18:26])
-            return abs(w), abs(h)
-        if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-            return _webp_size(head)
-        if head.startswith(b"\xff\xd8"):
-            f.seek(2)
-            return _jpeg_size(f.read(1 << 20))
+JPEG_SEARCH_BYTES = 1 << 20  # a JPEG's markers are searched this far for its size
+
+
+def header_image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an encoded PNG, JPEG, GIF, BMP or WebP image's header, without decoding; None for
+    other formats."""
+    head = data[:64]
+    if len(head) < 30:  # shorter than any of these headers (a truncated file is refused by its decoder)
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return w, h
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        w, h = struct.unpack("<HH", head[6:10])
+        return w, h
+    if head.startswith(b"BM") and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        return abs(w), abs(h)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return _webp_size(head)
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(data[2 : 2 + JPEG_SEARCH_BYTES])
     return None
 
 
-def check_image_file(path: Path) -> None:
-    """MediaLimitError when the image's header claims more pixels than the limits allow."""
-    size = image_size(path)
+def check_image_header(data: bytes) -> None:
+    """MediaLimitError when an encoded image's header claims more pixels than the limits allow."""
+    size = header_image_size(data)
     if size is not None:
         check_image_size(*size)
 

@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fcntl
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, select, update
+from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, or_, select, update
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 
 from stream.store.schema import jobs, references, session_files, sessions
 
 T = TypeVar("T")
+PENDING_STATES = ("queued", "running")
+RACE_ATTEMPTS = 5
+MIGRATION_LOCK = 0x64616E6365  # any constant: the key of PostgreSQL's advisory lock held while migrating
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DB_NAME = "dancesync.db"
 
@@ -87,7 +93,8 @@ class StoredSession:
 
 @dataclass(frozen=True)
 class StoredJob:
-    """A reference job as kept; `source` is relative to the data dir."""
+    """A reference job as kept; `source` is relative to the data dir. `owner`: the server process that claimed it
+    (None: nobody has), whose claim holds until `lease_until` (UNIX s) unless renewed (stream.jobstore)."""
 
     id: str
     reference: str
@@ -101,6 +108,8 @@ class StoredJob:
     remove_source: bool
     created_at: float
     updated_at: float
+    owner: str | None = None
+    lease_until: float | None = None
 
 
 class Store:
@@ -124,12 +133,22 @@ class Store:
     # --- schema
 
     def upgrade(self) -> str | None:
-        """Migrate the database to the newest schema (`alembic upgrade head`); the revision it is at."""
+        """Migrate the database to the newest schema (`alembic upgrade head`); the revision it is at. Servers
+        starting together migrate one at a time: PostgreSQL's advisory lock for the transaction (its DDL is
+        transactional, so the next one finds the schema done), a file lock beside an SQLite database."""
         config = alembic_config()
-        with self.engine.begin() as connection:
+        with _sqlite_lock(self.url), self.engine.begin() as connection:
+            if self.url.get_backend_name() == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         return self.revision()
+
+    def ping(self) -> bool:
+        """The database answers (raises otherwise)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1").scalar()
+        return True
 
     def revision(self) -> str | None:
         with self.engine.connect() as connection:
@@ -192,14 +211,21 @@ class Store:
     # --- references
 
     def save_references(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Add the references not yet listed (rows of the `references` table); how many were new."""
+        """Add the references not yet listed (rows of the `references` table); how many were new. Servers sharing
+        the library list the same new references at once: whoever inserts second reads again and adds the rest."""
         rows = list(rows)
-        with self.engine.begin() as connection:
-            known = set(connection.execute(select(references.c.id)).scalars())
-            new = [row for row in rows if row["id"] not in known]
-            if new:
-                connection.execute(insert(references), new)
-        return len(new)
+        for attempt in range(RACE_ATTEMPTS):
+            try:
+                with self.engine.begin() as connection:
+                    known = set(connection.execute(select(references.c.id)).scalars())
+                    new = [row for row in rows if row["id"] not in known]
+                    if new:
+                        connection.execute(insert(references), new)
+                return len(new)
+            except IntegrityError:
+                if attempt == RACE_ATTEMPTS - 1:
+                    raise
+        return 0
 
     def list_references(self) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
@@ -207,12 +233,55 @@ class Store:
 
     # --- jobs
 
-    def save_job(self, job: StoredJob) -> None:
+    def save_job(self, job: StoredJob) -> bool:
+        """Write `job`, new or not, unless another owner holds its row (a server whose lease ran out and was taken
+        over): then nothing is written and False returned."""
         row = {k: getattr(job, k) for k in jobs.c.keys()}
+        held = jobs.c.owner.is_(None) if job.owner is None else jobs.c.owner == job.owner
         with self.engine.begin() as connection:
-            changed = connection.execute(update(jobs).where(jobs.c.id == job.id).values(row)).rowcount
-            if not changed:
-                connection.execute(insert(jobs), [row])
+            changed = connection.execute(update(jobs).where(jobs.c.id == job.id, held).values(row)).rowcount
+            if changed:
+                return True
+            if connection.execute(select(jobs.c.id).where(jobs.c.id == job.id)).first() is not None:
+                return False
+            connection.execute(insert(jobs), [row])
+        return True
+
+    def recent_jobs(self, since: float) -> list[StoredJob]:
+        """Jobs (oldest first) still queued or running, or updated at or after `since` (UNIX s)."""
+        recent = or_(jobs.c.state.in_(PENDING_STATES), jobs.c.updated_at >= since)
+        query = select(jobs).where(recent).order_by(jobs.c.created_at, jobs.c.id)
+        with self.engine.connect() as connection:
+            return [StoredJob(**row._asdict()) for row in connection.execute(query)]
+
+    def load_job(self, job_id: str) -> StoredJob | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        return None if row is None else StoredJob(**row._asdict())
+
+    def claim_job(self, job_id: str, owner: str, now: float, lease_s: float) -> bool:
+        """Take a queued or running job that nobody holds, or whose holder's lease ran out before `now`: one
+        statement, so of servers claiming together exactly one gets it. True if `owner` now holds it."""
+        free = or_(jobs.c.owner.is_(None), jobs.c.lease_until < now)
+        claim = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.state.in_(PENDING_STATES), free)
+            .values(owner=owner, lease_until=now + lease_s)
+        )
+        with self.engine.begin() as connection:
+            return bool(connection.execute(claim).rowcount == 1)
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """Extend `owner`'s claims on its pending jobs to `until`; how many it still holds."""
+        renew = update(jobs).where(jobs.c.owner == owner, jobs.c.state.in_(PENDING_STATES)).values(lease_until=until)
+        with self.engine.begin() as connection:
+            return int(connection.execute(renew).rowcount)
+
+    def release_jobs(self, owner: str) -> int:
+        """Give up `owner`'s claims (a server shutting down): its pending jobs can be taken at once."""
+        release = update(jobs).where(jobs.c.owner == owner).values(owner=None, lease_until=None)
+        with self.engine.begin() as connection:
+            return int(connection.execute(release).rowcount)
 
     def load_jobs(self, states: tuple[str, ...] | None = None) -> list[StoredJob]:
         """Jobs (oldest first), in one of `states` or all."""
@@ -228,6 +297,20 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: URL) -> Iterator[None]:
+    """An exclusive lock on `<database>.lock` for an SQLite file (nothing for other databases)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield
+        return
+    with open(f"{url.database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(connection: Any, record: object) -> None:

@@ -63,4 +63,6 @@ jobs = Table(
     Column("remove_source", Boolean, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("owner", String(ID), nullable=True),  # the server process that claimed the job (stream.jobstore)
+    Column("lease_until", Float, nullable=True),  # its claim holds until then; afterwards any server may take it
 )

@@ -8,6 +8,8 @@
 //   node dance.mjs --url URL --out DIR --scenario upload --upload-file CLIP.mp4 --bad-file NOT-A-VIDEO [--browser ...]
 //   node dance.mjs --url URL --reference ID --clip CLIP.y4m --out DIR --scenario coach   (Chromium: the coaching
 //        page: the dancer's skeleton overlay, practice speed, an A-B loop, the end-of-session report)
+//   node dance.mjs --url URL --reference ID --clip CLIP.y4m --out DIR --scenario keypoints   (Chromium: a
+//        keypoints-only session, the skeleton drawn by the page over the local camera)
 //
 // Firefox's --ice: "default" keeps its ICE privacy (host addresses hidden behind mDNS .local names, with
 // a=end-of-candidates); "host" shows real host addresses, as Firefox does for a page that is capturing from a real
@@ -359,10 +361,10 @@ async function dance(page, result) {
   result.afterDownloads = await readPage(page);
 }
 
-/** Pixels of the dancer's overlay canvas that are drawn (alpha > 0), and its size. */
-function overlayPixels(page) {
-  return page.evaluate(() => {
-    const canvas = document.getElementById("dancer-overlay");
+/** Pixels of an overlay canvas (the dancer's by default) that are drawn (alpha > 0), and its size. */
+function overlayPixels(page, id = "dancer-overlay") {
+  return page.evaluate((id) => {
+    const canvas = document.getElementById(id);
     if (!canvas.width || !canvas.height) return { width: canvas.width, height: canvas.height, drawn: 0, red: 0 };
     const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
     let drawn = 0;
@@ -373,7 +375,39 @@ function overlayPixels(page) {
       if (data[i - 3] === 0xff && data[i - 2] === 0x2d && data[i - 1] === 0x2d) red += 1;
     }
     return { width: canvas.width, height: canvas.height, drawn, red };
-  });
+  }, id);
+}
+
+/** A keypoints-only session in Chromium: the option ticked, the camera sent only, no video back, the user's
+ * skeleton drawn from the pose messages over the local camera view. */
+async function keypointsOnly(page, result) {
+  result.dancer = await pickReference(page, opts.reference);
+  await page.check("#keypoints-only");
+  await page.click("#start");
+  await page.waitForFunction(() => document.body.dataset.state !== "connecting", null, { timeout: 60_000 });
+  if ((await readPage(page)).state !== "dancing") throw new Error(`session did not start: ${await readPage(page)}`);
+  result.offerVideo = await page.evaluate(() =>
+    (window.__offerSdp ?? "").split(/\r?\n/).filter((line) => /^a=(sendrecv|sendonly|recvonly)$/.test(line)),
+  );
+  result.caption = await page.evaluate(() => document.getElementById("you-caption").textContent.trim());
+  result.samples = [];
+  const danceStart = Date.now();
+  while ((Date.now() - danceStart) / 1000 < Number(opts.seconds)) {
+    await page.waitForTimeout(1000);
+    const local = await page.evaluate(() => {
+      const video = document.getElementById("you");
+      return { width: video.videoWidth, local: video.srcObject?.getVideoTracks()[0]?.kind === "video" };
+    });
+    const sample = { overlay: await overlayPixels(page, "you-overlay"), video: local, page: await readPage(page) };
+    result.samples.push(sample);
+    log(`t=${((Date.now() - danceStart) / 1000).toFixed(1)}`, JSON.stringify(sample.overlay), sample.page.state);
+    if (sample.page.state !== "dancing") break; // a busy machine: the dancer video ended first
+  }
+  await page.screenshot({ path: join(opts.out, "keypoints-only.png") });
+  result.framesBack = await framesBack(page);
+  if (await page.isEnabled("#stop")) await page.click("#stop");
+  await page.waitForSelector("#summary:not([hidden])", { timeout: 30_000 });
+  result.summary = await page.evaluate(() => ({ processed: document.getElementById("sum-processed").textContent.trim() }));
 }
 
 const coachText = (page) =>
@@ -537,6 +571,7 @@ async function main() {
     if (opts.scenario === "dance") await dance(page, result);
     else if (opts.scenario === "upload") await upload(page, result);
     else if (opts.scenario === "coach") await coach(page, result);
+    else if (opts.scenario === "keypoints") await keypointsOnly(page, result);
     else await cameraProblem(page, result);
   } catch (error) {
     result.failure = String(error?.stack ?? error);

@@ -34,6 +34,8 @@ test("offer bodies name the reference and leave fps and pose to the server unles
     fps: 5,
     pose: "tfpose",
   });
+  assert.equal(offerBody({ sdp: "v=0", reference: "abc", mosaic: false }).mosaic, false);
+  assert.ok(!("mosaic" in offerBody({ sdp: "v=0", reference: "abc" })));
 });
 
 test("answers: what a session needs, warnings only as strings", () => {
@@ -140,4 +142,17 @@ test("error text: the server's JSON error or its plain text, with the status; ta
   assert.equal(errorText("<h1>Bad   Gateway</h1>", 502), "Bad Gateway (HTTP 502)");
   assert.equal(errorText("", 503, "Service Unavailable"), "The server answered HTTP 503 Service Unavailable");
   assert.equal(errorText("x".repeat(400), 400), `${"x".repeat(300)} (HTTP 400)`);
+});
+
+test("keypoints-only offers and pose messages", () => {
+  const body = offerBody({ sdp: "v=0", reference: "abc", returnedVideo: false });
+  assert.equal(body.returned_video, false);
+  assert.equal("returned_video" in offerBody({ sdp: "v=0", reference: "abc" }), false); // the default: video back
+  const keypoints = [[0.25, 0.5, 0.9], ...Array(17).fill(null)];
+  const pose = { type: "pose", tick: 4, t: 0.4, keypoints, limb: "left_arm" };
+  assert.deepEqual(parseControlMessage(JSON.stringify(pose)), pose);
+  assert.deepEqual(parseControlMessage(JSON.stringify({ ...pose, limb: null })), { ...pose, limb: null });
+  for (const bad of [{ ...pose, keypoints: [[0.1, 0.2]] }, { ...pose, keypoints: "x" }, { ...pose, tick: -1 }]) {
+    assert.equal(parseControlMessage(JSON.stringify(bad)), null);
+  }
 });

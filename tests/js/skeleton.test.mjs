@@ -8,6 +8,7 @@ import {
   LIMB_COLOURS,
   LIMB_OF_PART,
   OFF_COLOUR,
+  poseOfKeypoints,
   PARTS,
   parseKeypointsCsv,
   skeletonShapes,
@@ -102,4 +103,12 @@ test("the crop around a pose: its box grown by the margin, at the drawing's aspe
   assert.deepEqual(joints.map((j) => j.at.map((v) => Math.round(v * 1000) / 1000)), [[150, 50], [150, 250]]);
   assert.equal(poseCrop(new Float32Array(PARTS.length * 3).fill(NaN), 1, 1), null);
   assert.equal(poseCrop(pose, 1, 1, 0, 0.9).height, 0.9); // never less than `min` of the frame
+});
+
+test("a pose message's keypoints become a pose: x, y, score per part, NaN where not found", () => {
+  const pose = poseOfKeypoints([[0.25, 0.5, 0.9], null, ...Array(16).fill(null)]);
+  assert.equal(pose.length, 18 * 3);
+  assert.deepEqual(Array.from(pose.slice(0, 3)), [0.25, 0.5, Math.fround(0.9)]);
+  assert.ok(pose.slice(3).every(Number.isNaN));
+  assert.ok(poseOfKeypoints(undefined).every(Number.isNaN));
 });
