@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from pose.types import Detections, FloatArray
 
@@ -24,21 +25,28 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
 
 
-def match_boxes(a: FloatArray, b: FloatArray, min_iou: float = MIN_MATCH_IOU) -> list[tuple[int, int]]:
-    """Greedy one-to-one pairs (i, j) of a and b, highest IoU first, each with IoU ≥ min_iou."""
-    iou = iou_matrix(a, b)
+def greedy_pairs(cost: FloatArray, allowed: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Greedy one-to-one pairs (i, j) among the allowed entries of an (n, m) cost matrix, lowest cost first, ties
+    in row-major order (a stable sort, so every run pairs alike). Greedy, not optimal assignment: the pairing of
+    detector boxes and face boxes between neighbouring ticks, where the nearest is the intended partner."""
+    candidates = np.flatnonzero(allowed)
+    order = candidates[np.argsort(cost.ravel()[candidates], kind="stable")]
     pairs: list[tuple[int, int]] = []
     used_a: set[int] = set()
     used_b: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        i, j = (int(v) for v in np.unravel_index(flat, iou.shape))
-        if iou[i, j] < min_iou:
-            break
+    for flat in order:
+        i, j = (int(v) for v in np.unravel_index(flat, cost.shape))
         if i not in used_a and j not in used_b:
             pairs.append((i, j))
             used_a.add(i)
             used_b.add(j)
     return pairs
+
+
+def match_boxes(a: FloatArray, b: FloatArray, min_iou: float = MIN_MATCH_IOU) -> list[tuple[int, int]]:
+    """Greedy one-to-one pairs (i, j) of a and b, highest IoU first, each with IoU ≥ min_iou."""
+    iou = iou_matrix(a, b)
+    return greedy_pairs(-iou, iou >= min_iou)
 
 
 def interpolate_detections(a: Detections, b: Detections, w: float) -> Detections:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pose.boxes import iou_matrix
+from pose.boxes import greedy_pairs, iou_matrix
 from pose.parts import BodyPart
 from pose.types import FloatArray, FrameAnalysis
 
@@ -245,18 +245,7 @@ def _nearest_pairs(
     distance = np.hypot(*(ca[:, None] - cb[None]).transpose(2, 0, 1))
     distance[kinds_a[:, None] != kinds_b[None]] = np.inf
     side = np.maximum((a[:, 2:] - a[:, :2]).max(axis=1)[:, None], (b[:, 2:] - b[:, :2]).max(axis=1)[None])
-    pairs: list[tuple[int, int]] = []
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(distance, axis=None, kind="stable"):
-        i, j = (int(v) for v in np.unravel_index(flat, distance.shape))
-        if distance[i, j] >= side[i, j]:
-            break
-        if i not in used_a and j not in used_b:
-            pairs.append((i, j))
-            used_a.add(i)
-            used_b.add(j)
-    return pairs
+    return greedy_pairs(distance, distance < side)
 
 
 def _union(boxes: list[FloatArray]) -> FloatArray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose.boxes import detect_every, interpolate_detections, iou_matrix, match_boxes
+from pose.boxes import detect_every, greedy_pairs, interpolate_detections, iou_matrix, match_boxes
 from pose.types import Detections
 
 
@@ -31,6 +31,18 @@ def test_match_is_one_to_one_best_first() -> None:
     a = np.array([[0, 0, 0.2, 0.5], [0.6, 0, 0.8, 0.5]], np.float32)
     b = np.array([[0.62, 0, 0.82, 0.5], [0.01, 0, 0.21, 0.5], [0.3, 0.6, 0.4, 0.9]], np.float32)
     assert sorted(match_boxes(a, b)) == [(0, 1), (1, 0)]
+
+
+def test_greedy_pairs_take_the_cheapest_allowed_first_and_every_allowed_pair_after_a_refused_one() -> None:
+    cost = np.array([[1.0, 0.5, 9.0], [0.4, 2.0, 9.0], [9.0, 9.0, 3.0]])
+    allowed = np.array([[True, True, False], [True, True, False], [False, False, True]])
+    # (1, 0) is cheapest, then (0, 1); (2, 2) is allowed although dearer than refused entries.
+    assert greedy_pairs(cost, allowed) == [(1, 0), (0, 1), (2, 2)]
+
+
+def test_greedy_pairs_break_ties_in_row_major_order() -> None:
+    assert greedy_pairs(np.zeros((2, 2)), np.ones((2, 2), dtype=bool)) == [(0, 0), (1, 1)]
+    assert greedy_pairs(np.zeros((0, 3)), np.ones((0, 3), dtype=bool)) == []
 
 
 def test_interpolation_blends_matched_boxes_halfway() -> None:
