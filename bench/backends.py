@@ -19,7 +19,6 @@ shared: its load average is recorded with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -32,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from harness.golden import WARMUP_FRAMES, evaluate, pck
 from pose import assets
 from pose.crop import CropPolicy
@@ -44,7 +43,6 @@ from pose.scoring import score_pose
 from pose.ticks import sample_ticks
 from pose.types import Detections, Poses
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = assets.DATA_DIR / "samples"
 FPS = 10
 LIVE_SIZE = (640, 480)
@@ -275,8 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     figures = run(args.video, tuple(args.backend or BACKEND_NAMES))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "backends.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, RESULTS / "backends.json")
     print(table(figures))
 
 

@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from pose import assets
 from pose.batch import LocalPool, ModelChoice, RangeTask, extract_many
 from pose.media.video import probe_video
 from pose.pipeline import detector_every, extract_video, video_ticks, warm_up
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_pool(video: Path, fps: float, workers: int, threads: int, expected: bytes) -> dict[str, Any]:
@@ -78,8 +76,7 @@ def main() -> None:
         "pools": pools,
         "aim_realtime_ratio": 10.0,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "extract_many.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, RESULTS / "extract_many.json")
     print(json.dumps(figures, indent=2))
 
 

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import csv
 import io
-import json
 import logging
 import math
 import os
@@ -47,7 +46,7 @@ from typing import Any
 import av
 import numpy as np
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from harness.clips import looped_frames, write_clip
 from harness.frameindex import burn_index, read_frame_index
 from harness.server import ServerProcess
@@ -58,7 +57,6 @@ from stream.client import ClientResult, run_session
 log = logging.getLogger("bench.live")
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 WEBCAM_SIZE = (640, 480)
 WEBCAM_FPS = 30
 REFERENCE_POSE = "movenet-lightning"  # builds the reference fast; its keypoints only change the score values
@@ -490,8 +488,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         long_s = args.long_seconds or (LONG_S if args.long else DEFAULT_LONG_S)
         figures = asyncio.run(run(backends, long_s, args.seconds, Path(tmp)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, args.out)
     print(table(figures))
     print(f"wrote {args.out}")
 

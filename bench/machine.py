@@ -1,13 +1,16 @@
-"""What the figures were measured on, stored with every result."""
+"""What the figures were measured on, stored with every result, and where the results go."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"  # bench/results/<bench>.json
 
 
 def describe() -> dict[str, Any]:
@@ -27,3 +30,9 @@ def describe() -> dict[str, Any]:
         "av": version("av"),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def write_results(figures: Any, out: Path) -> None:
+    """Write a benchmark's figures to `out` as indented JSON (its folder made when missing)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")

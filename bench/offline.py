@@ -20,15 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from pose import assets
 from pose.media.video import iter_frames, probe_video
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND
 from pose.pipeline import Models, extract_video, load_models
 from pose.ticks import sample_ticks, tick_count
 from pose.types import Detections
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def forward_times(models: Models, frames: list[np.ndarray], repeats: int) -> dict[str, float]:
@@ -91,8 +89,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     backends = args.pose or list(dict.fromkeys(["tfpose", DEFAULT_BACKEND]))
     figures = {"machine": describe(), "backends": {pose: run(args.video, args.fps, pose) for pose in backends}}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "offline.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, RESULTS / "offline.json")
     print(json.dumps(figures, indent=2))
 
 

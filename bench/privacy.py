@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from pose import assets
 from pose.boxes import detect_every
 from pose.media.video import iter_frames, probe_video
@@ -40,7 +40,6 @@ from pose.pipeline import DETECT_INTERVAL_S, FrameAnalyzer, Models, load_models
 from pose.privacy import FROM_POSE, HEAD_PARTS, Faces, FaceTrack, faces_of, mosaic, mosaic_regions
 from pose.types import Detections, FrameAnalysis
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HAAR = str(Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml")  # cv2.data.haarcascades
 
 
@@ -243,8 +242,7 @@ def main() -> None:
         "stills": {p.name: still_figures(models, second, p) for p in stills},
     }
     figures["machine"]["load_average"] = [load_before, os.getloadavg()[0]]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "privacy.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, RESULTS / "privacy.json")
     print(json.dumps(figures, indent=2))
 
 

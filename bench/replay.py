@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bench.live import prepare_data_dir
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from harness.clips import cut_clip
 from harness.server import ServerProcess
 from pose import assets
@@ -53,7 +53,7 @@ from stream.session import DancerPoses, LiveSession
 
 log = logging.getLogger("bench.replay")
 
-RESULTS = Path(__file__).resolve().parent / "results" / "replay.json"
+RESULT = RESULTS / "replay.json"
 REFERENCE_S = 15.0
 START_TIMEOUT_S = 300.0
 
@@ -203,13 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=12.0, help="the session's length (default 12 s)")
     parser.add_argument("--fps", type=float, default=5.0, help="the session's ticks per second (default 5)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--out", type=Path, default=RESULT, help="where the JSON goes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         figures = run(args.seconds, args.fps, Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, args.out)
     keys = ("live", "live_rescored", "live_rescored_smoothed", "offline_reference", "offline_reference_smoothed")
     for key in (*keys, "offline_webcam", "offline_webcam_every_tick"):
         print(f"{key:<28}{json.dumps(figures[key])}")

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
-import json
 import logging
 import math
 import os
@@ -65,7 +64,7 @@ from bench.live import (
     session_figures,
     write_webcam_clip,
 )
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from harness.server import ServerProcess
 from pose import assets
 from stream.client import ClientResult, run_session
@@ -74,7 +73,6 @@ from stream.load import LoadPolicy
 log = logging.getLogger("bench.scale")
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 FPS = 10.0
 WEBCAM_FPS = 30
 KEEP_GOAL = 0.95
@@ -420,8 +418,7 @@ def main() -> None:
     most = {mode: args.max_sessions or DEFAULT_MAX[mode] for mode in DEFAULT_MAX}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         figures = asyncio.run(run(modes, args.seconds, most, args.min_steps, Path(tmp), args.balancer))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_results(figures, args.out)
     print(table(figures))
     print(f"wrote {args.out}")
 

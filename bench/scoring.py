@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from pose import assets
 from pose.calibration import Calibration, calibration_of
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
@@ -49,7 +49,7 @@ from pose.scoring import MIN_COMMON, score_pose, window_ticks
 from pose.similarity import Moments
 
 FPS = 10.0
-RESULTS = Path(__file__).resolve().parent / "results" / "scoring.json"
+RESULT = RESULTS / "scoring.json"
 F32 = npt.NDArray[np.float32]
 Seq = tuple[F32, F32]  # xy (K, 18, 2), conf (K, 18)
 
@@ -236,7 +236,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="*", default=list(BACKEND_NAMES), choices=BACKEND_NAMES)
     parser.add_argument("--cache", type=Path, default=assets.DATA_DIR / "bench-keypoints", help="keypoint CSVs")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     assets.ensure((assets.SAMPLE_VIDEO,))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -247,8 +247,7 @@ def main() -> int:
         results[backend] = bench_backend(backend, args.cache, multipose)
         document = {"machine": describe(), "fps": FPS, "tiers": [[t.value, v] for t, v in TIER_THRESHOLDS],
                     "backends": results}  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n")  # after each backend: a long run keeps its part
+        write_results(document, args.out)  # after each backend: a long run keeps its part
         print(f"{backend}: done", flush=True)
     print(table(results))
     return 0

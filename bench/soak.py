@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from harness.clips import cut_clip, long_webcam
 from harness.reliability import FaultyAnalyzer, SlowAnalyzer, backpressure_run, fault_run, long_reference, soak_run
 from harness.server import AppServer, settings_for
@@ -34,13 +34,12 @@ from stream.memory import MMAP_THRESHOLD, limit_malloc_arenas
 from stream.references import ReferenceLibrary, new_id
 
 log = logging.getLogger("bench.soak")
-RESULTS = Path(__file__).resolve().parent / "results" / "reliability.json"
+RESULT = RESULTS / "reliability.json"
 SLOW_DELAY_S = 0.25  # added to each analysis in the backpressure run (10 ticks/s: 0.1 s a tick)
 
 
 def save(results: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, out)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=50, help="sample the process every this many cycles")
     parser.add_argument("--backpressure-s", type=float, default=300.0)
     parser.add_argument("--pose", choices=BACKEND_NAMES, default=DEFAULT_BACKEND)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc settings")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,7 +15,6 @@ song under it is the reference; takes are the footage re-encoded with the song a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import av
 import numpy as np
 
-from bench.machine import describe
+from bench.machine import RESULTS, describe, write_results
 from harness.takes import footage_with_sound, room_recording, song_excerpt, sox
 from pose import assets
 from pose.align import coarse_offset, resample
@@ -35,7 +34,6 @@ from stream.references import ReferenceLibrary, ReferenceMeta, new_id
 from stream.session import DancerPoses, LiveSession
 from stream.takes import align_files, score_take
 
-RESULTS = Path(__file__).resolve().parent / "results"
 OFFSETS_S = (0.437, 1.283, -0.611, 2.904)
 RATES = (48000, 44100, 22050, 16000)
 EXCERPT_S = 12.0
@@ -164,8 +162,7 @@ def main() -> None:
         "confidence": confidence,
         "one_minute": minute,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(result, args.out)
     print(f"wrote {args.out}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +25,7 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
 
 
-def greedy_pairs(cost: FloatArray, allowed: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+def greedy_pairs(cost: npt.NDArray[np.floating[Any]], allowed: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     """Greedy one-to-one pairs (i, j) among the allowed entries of an (n, m) cost matrix, lowest cost first, ties
     in row-major order (a stable sort, so every run pairs alike). Greedy, not optimal assignment: the pairing of
     detector boxes and face boxes between neighbouring ticks, where the nearest is the intended partner."""
