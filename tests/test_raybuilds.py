@@ -21,6 +21,7 @@ import pytest
 from harness.clips import cut_clip
 from harness.ray import Cluster
 from harness.server import AppServer, ServerProcess, settings_for
+from pose.calibration import SECOND_LOOK_NAME
 from pose.pipeline import Models, extract_video
 from server import JOBS, Settings, build_parser
 from stream.references import CSV_NAME, VIDEO_NAME
@@ -66,9 +67,9 @@ async def finished(http: aiohttp.ClientSession, url: str, job: str, timeout: flo
     pytest.fail(f"job {job} not finished after {timeout} s: {status}")
 
 
-def local_csv(folder: Path, models: Models, out: Path) -> bytes:
-    """What a build in the server's own process extracts from the reference's video."""
-    extract_video(folder / VIDEO_NAME, FPS, out, models)
+def local_csv(folder: Path, models: Models, out: Path, mirrored: bool = False) -> bytes:
+    """What a build in the server's own process extracts from the reference's video (mirrored: its second look)."""
+    extract_video(folder / VIDEO_NAME, FPS, out, models, mirrored=mirrored)
     return out.read_bytes()
 
 
@@ -125,6 +126,8 @@ async def test_a_build_on_ray_equals_a_local_build_with_a_worker_killed_mid_rang
     assert published(settings.references_dir) == [job["id"]]
     folder = settings.references_dir / job["id"]
     assert (folder / CSV_NAME).read_bytes() == local_csv(folder, models, tmp_path / "local.csv")
+    second = local_csv(folder, models, tmp_path / "second.csv", mirrored=True)
+    assert (folder / SECOND_LOOK_NAME).read_bytes() == second
 
 
 async def test_a_build_on_ray_stopped_by_a_restart_is_built_at_the_next_start(
