@@ -1,7 +1,8 @@
 """Many servers on one database and one library: job claims and their leases on SQLite and PostgreSQL, a dead
 server's job taken over, and a real cluster (harness.cluster: PostgreSQL, two `server.py` processes, HAProxy with
 deploy/haproxy.cfg) through which Python clients dance: results read back through the other server, a server
-killed mid-session, a drain on SIGTERM, and a restart of both."""
+killed mid-session, a drain on SIGTERM, and a restart of both; and the same cluster building a reference uploaded
+through the balancer on a real local Ray cluster (harness.ray), which both servers then serve."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.clips import cut_clip
 from harness.cluster import Cluster, haproxy_config
+from harness.ray import Cluster as RayCluster
 from harness.server import ROOT, ServerProcess
-from pose.pipeline import ModelCatalog, Models
+from pose.calibration import SECOND_LOOK_NAME
+from pose.pipeline import ModelCatalog, Models, extract_video
 from stream.client import ClientResult, run_session
 from stream.jobstore import SOURCE_LOST, StoredJobs
 from stream.protocol import offer_body
-from stream.references import JobState, ReferenceLibrary
+from stream.references import CSV_NAME, VIDEO_NAME, JobState, ReferenceLibrary
 from stream.store import Store, StoredJob, database_url
 from tests.live_support import Clips, SeededLibrary
 
-pytest_plugins = ("tests.live_fixtures", "tests.store_fixtures")
+pytest_plugins = ("tests.live_fixtures", "tests.store_fixtures", "tests.ray_fixtures")
 
 SECONDS = 3.0  # each client session
 FPS = 5.0
@@ -268,6 +272,49 @@ async def test_two_servers_behind_haproxy(
     finally:
         await asyncio.to_thread(cluster.stop)
     print(f"\ncluster: {len(ended) + 1} sessions stored across 2 servers, 1 lost with its killed server")
+
+
+async def test_a_reference_uploaded_through_the_balancer_is_built_on_ray_and_served_by_both_servers(
+    cluster_dir: Path, tmp_path: Path, sample_video: Path, models: Models, ray_cluster: RayCluster
+) -> None:
+    """Both servers join the Ray cluster; whichever takes the upload builds it there, and the other serves it."""
+    clip = cut_clip(sample_video, tmp_path / "upload.mp4", 40)
+    cluster = await asyncio.to_thread(
+        Cluster.start, cluster_dir, tmp_path / "cluster", 2, ["--ray", ray_cluster.address]
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            form = aiohttp.FormData()
+            form.add_field("video", clip.read_bytes(), filename=clip.name, content_type="video/mp4")
+            form.add_field("title", "through the balancer")
+            form.add_field("fps", "10")
+            async with http.post(f"{cluster.url}/api/references", data=form) as response:
+                assert response.status == 202, await response.text()
+                job = dict(await response.json())
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 600
+            while True:
+                status, found = await get(http, f"{cluster.url}/api/jobs/{job['job']}")
+                if status == 200 and found["state"] in ("done", "failed"):
+                    break
+                assert loop.time() < deadline, f"job not finished: {status} {found}"
+                await asyncio.sleep(0.5)
+            assert (found["state"], found["error"], found["reference"]) == ("done", None, job["id"])
+            logs = [server.log.read_text() for server in cluster.servers]
+            assert all("reference builds extract on the Ray cluster" in log for log in logs)
+            assert sum(f"reference {job['id']} (" in log for log in logs) == 1  # one server built it
+            folder = cluster_dir / "references" / job["id"]
+            assert extract_video(folder / VIDEO_NAME, 10, tmp_path / "local.csv", models).ticks > 0
+            extract_video(folder / VIDEO_NAME, 10, tmp_path / "looked.csv", models, mirrored=True)
+            assert (folder / CSV_NAME).read_bytes() == (tmp_path / "local.csv").read_bytes()
+            assert (folder / SECOND_LOOK_NAME).read_bytes() == (tmp_path / "looked.csv").read_bytes()
+            for server in cluster.servers:
+                status, listed = await get(http, f"{server.url}/api/references")
+                assert status == 200 and job["id"] in [r["id"] for r in listed], (server.name, listed)
+                status, csv = await get(http, f"{server.url}/api/references/{job['id']}/keypoints.csv")
+                assert (status, csv) == (200, (folder / CSV_NAME).read_text()), server.name
+    finally:
+        await asyncio.to_thread(cluster.stop)
 
 
 async def end_reason(http: aiohttp.ClientSession, base: str, session: str, token: str) -> str:
