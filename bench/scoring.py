@@ -54,11 +54,27 @@ F32 = npt.NDArray[np.float32]
 Seq = tuple[F32, F32]  # xy (K, 18, 2), conf (K, 18)
 
 
+def code_version() -> str:
+    """The git tree hash of `pose/` (the extraction code), which names cached CSVs: a change to it extracts them
+    again instead of scoring stale keypoints; "uncommitted" when pose/ has changes or this is not a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "pose"], cwd=root, capture_output=True, check=True)
+        tree = subprocess.run(["git", "rev-parse", "HEAD:pose"], cwd=root, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "uncommitted"
+    return "uncommitted" if dirty.stdout.strip() else tree.stdout.decode().strip()[:12]
+
+
 def keypoints(backend: str, cache: Path, second_look: bool = False) -> Path:
-    """The backend's keypoint CSV of the sample footage (or its second look), extracted on first use."""
-    path = cache / f"{backend}{'-second-look' if second_look else ''}.csv"
+    """The backend's keypoint CSV of the sample footage (or its second look), extracted on first use; cached
+    under the extraction code's version (`code_version`), never when pose/ has uncommitted changes."""
+    version = code_version()
+    path = cache / version / f"{backend}{'-second-look' if second_look else ''}.csv"
+    if version == "uncommitted":
+        path.unlink(missing_ok=True)
     if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pose", "extract", str(assets.SAMPLE_VIDEO.path()), "--fps", str(FPS)]
         subprocess.run([*cmd, "--out", str(path), "--pose", backend, *(["--mirrored"] * second_look)], check=True)
     return path
