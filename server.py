@@ -2,7 +2,7 @@
 
     python server.py [--host 127.0.0.1] [--port 8080] [--data-dir data] [--pose BACKEND] [--pose-size WxH] [--no-seed]
                      [--allow-origin ORIGIN ...] [--allow-host NAME ...] [--max-sessions N] [--live-workers N]
-                     [--database URL] [--retention-days DAYS] [--drain-grace S] [--ray auto|ADDRESS]
+                     [--tf-threads N] [--database URL] [--retention-days DAYS] [--drain-grace S] [--ray auto|ADDRESS]
 
 When the library (<data-dir>/references) is empty, the sample video (<data-dir>/samples/vtest.avi) is built into
 it in the background at start-up; `GET /api/jobs` shows the progress.
@@ -32,6 +32,7 @@ from aiohttp import web
 from pose import assets
 from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
+from pose.models.graph import set_default_threads
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
 from stream.analyze import AnalyzeApi, warm_up_spectrogram
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
@@ -317,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--live-workers", type=int, default=Settings().live_workers, help="live inference threads")
     parser.add_argument(
+        "--tf-threads",
+        type=int,
+        default=1,
+        help="TensorFlow's threads inside one model run (default 1: sessions run side by side on the live workers,"
+        " and a run split across cores costs more CPU than it saves; outputs are identical for any count)",
+    )
+    parser.add_argument(
         "--max-sessions",
         type=int,
         default=Settings().max_sessions,
@@ -406,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         ray_address=args.ray,
         pose_size=args.pose_size,
     )
+    set_default_threads(max(1, args.tf_threads))
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
     default = load_models(data_dir, args.pose_size, pose=args.pose)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,9 @@ import pytest
 from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.draw import draw_analysis
+from pose.media.video import iter_frames
 from pose.models import BACKEND_NAMES, BACKENDS, NetworkOutput, backend_spec
+from pose.models.graph import set_default_threads
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.types import Detections
@@ -99,6 +104,26 @@ def test_backend_is_stateless_between_calls(
     assert isinstance(first, NetworkOutput)
     np.testing.assert_allclose(first.tensor, again.tensor, atol=1e-5)
     np.testing.assert_array_equal(first.region, again.region)
+
+
+def test_outputs_do_not_depend_on_tensorflows_thread_count(
+    backend: str, models_for: Callable[[str], Models], sample_video: Path, solo_image: Path
+) -> None:
+    """The server runs its graphs on one thread each (`server.py --tf-threads`), the CLI on one per CPU: the
+    keypoints must not differ by a bit."""
+    many = models_for(backend)
+    threads = 1 if (os.cpu_count() or 1) > 1 else 2
+    set_default_threads(threads)
+    try:
+        few = load_models(pose=backend)
+    finally:
+        set_default_threads(None)
+    later = (frame.to_ndarray(format="bgr24") for _, frame in iter_frames(sample_video, Fraction(20)))
+    frames = [read_image(solo_image), *itertools.islice(later, 0, 60, 15)]
+    for image in frames:
+        people = many.detector.detect(image)
+        np.testing.assert_array_equal(few.detector.detect(image).boxes, people.boxes)
+        np.testing.assert_array_equal(few.pose.forward(image, people).tensor, many.pose.forward(image, people).tensor)
 
 
 def test_the_registry_describes_each_backend_it_builds(backend: str, models_for: Callable[[str], Models]) -> None:
