@@ -32,7 +32,7 @@ from aiohttp import web
 from pose import assets
 from pose.cli import parse_size
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, PoseBackend, backend_assets, backend_spec, load_pose_backend
-from pose.models.graph import set_default_threads
+from pose.models.graph import graph_threads
 from pose.pipeline import FrameAnalyzer, ModelCatalog, Models, load_models, warm_up
 from stream.analyze import AnalyzeApi, warm_up_spectrogram
 from stream.api import MAX_OFFER_BYTES, ReferencesApi, SessionsApi
@@ -162,22 +162,30 @@ SERVICE = web.AppKey("service", SessionService)
 LIVE_POOL = web.AppKey("live_pool", concurrent.futures.ThreadPoolExecutor)
 JOB_POOL = web.AppKey("job_pool", concurrent.futures.ThreadPoolExecutor)
 MODELS = web.AppKey("models", ModelCatalog)
+LIVE_MODELS = web.AppKey("live_models", ModelCatalog)
 RAY = web.AppKey("ray", RayBuilds)
 STATE = web.AppKey("state", ServerState)
 
 
 def create_app(
-    settings: Settings, models: Models | ModelCatalog, analyzer: Callable[[Models], Analyzer] = FrameAnalyzer
+    settings: Settings,
+    models: Models | ModelCatalog,
+    analyzer: Callable[[Models], Analyzer] = FrameAnalyzer,
+    live: ModelCatalog | None = None,
 ) -> web.Application:
     """The application. `models` are loaded by the caller (once per process): a catalog of pose backends, or one
-    set of models (then only its backend is offered); `analyzer` makes one per session."""
+    set of models (then only its backend is offered); `analyzer` makes one per session. `live`: the same
+    backends loaded for live sessions and takes (`main` loads them at `--tf-threads`), None to share `models`;
+    builds and the analysis API always use `models`, whose keypoints are exactly `extract`'s."""
     catalog = models if isinstance(models, ModelCatalog) else ModelCatalog(models)
+    live = live or catalog
     rates = {"POST /api/offer": settings.offer_rate, "POST /api/references": settings.upload_rate}
     rates |= {"POST /api/references/{id}/takes": settings.upload_rate, "POST /api/analyze/video": settings.upload_rate}
     rates |= {f"POST /api/analyze/{kind}": settings.analyze_rate for kind in ("image", "audio")}
     guard = guard_middleware(rates, settings.allowed_origins, time.monotonic, settings.allowed_hosts)
     app = web.Application(middlewares=[guard])
     app[MODELS] = catalog
+    app[LIVE_MODELS] = live
     app[LIBRARY] = library = ReferenceLibrary(settings.references_dir)
     app[LIVE_POOL] = live_pool = concurrent.futures.ThreadPoolExecutor(
         settings.live_workers, thread_name_prefix="live-inference"
@@ -201,7 +209,7 @@ def create_app(
     references = ReferencesApi(library, jobs, settings.max_upload_bytes, settings.max_duration_s)
     policy = LoadPolicy(threshold=settings.admit_load)
     app[SERVICE] = service = SessionService(
-        library, registry, live_pool, new_session, catalog, settings.session_limits(), policy
+        library, registry, live_pool, new_session, live, settings.session_limits(), policy
     )
     app[STATE] = state = ServerState()
     sessions = SessionsApi(service, registry, settings.max_offer_bytes, archive, lambda: state.draining)
@@ -241,8 +249,9 @@ def _lifecycle(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         await jobs.resume()
         _seed(library, jobs, settings)
         jobs.backfill()  # references built before calibration and moves existed
-        models_ready = asyncio.get_running_loop().run_in_executor(app[LIVE_POOL], warm_up, app[MODELS].default)
-        await asyncio.gather(models_ready, asyncio.to_thread(warm_up_spectrogram))
+        loop = asyncio.get_running_loop()
+        ready = {loop.run_in_executor(app[LIVE_POOL], warm_up, c.default) for c in {app[MODELS], app[LIVE_MODELS]}}
+        await asyncio.gather(*ready, asyncio.to_thread(warm_up_spectrogram))
         background = [
             asyncio.create_task(registry.purge_forever(), name="session-purger"),
             asyncio.create_task(archive.purge_forever(), name="store-purger"),
@@ -321,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tf-threads",
         type=int,
         default=1,
-        help="TensorFlow's threads inside one model run (default 1: sessions run side by side on the live workers,"
-        " and a run split across cores costs more CPU than it saves; outputs are identical for any count)",
+        help="TensorFlow's threads inside one model run of a live session (default 1: sessions run side by side on"
+        " the live workers, and a run split across cores costs more CPU than it saves); builds and the analysis"
+        " API keep one per CPU, as extract",
     )
     parser.add_argument(
         "--max-sessions",
@@ -390,6 +400,19 @@ def allowed_hosts(listen: str, extra: list[str]) -> tuple[str, ...] | None:
     return names or None
 
 
+def catalog(data_dir: Path, pose: str, pose_size: tuple[int, int] | None, threads: int | None) -> ModelCatalog:
+    """The backends this server offers, `pose` loaded now, each graph at `threads` TensorFlow threads (None:
+    one per CPU, as `extract`)."""
+
+    def load_pose(name: str) -> PoseBackend:
+        assets.ensure(backend_assets(name), data_dir)
+        with graph_threads(threads):
+            return load_pose_backend(name, data_dir, pose_size)
+
+    with graph_threads(threads):
+        return ModelCatalog(load_models(data_dir, pose_size, pose=pose), load_pose)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     level = (logging.INFO, logging.DEBUG)[min(args.verbose, 1)]
@@ -414,16 +437,9 @@ def main(argv: list[str] | None = None) -> None:
         ray_address=args.ray,
         pose_size=args.pose_size,
     )
-    set_default_threads(max(1, args.tf_threads))
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
-    default = load_models(data_dir, args.pose_size, pose=args.pose)
-
-    def load_pose(name: str) -> PoseBackend:
-        assets.ensure(backend_assets(name), data_dir)
-        return load_pose_backend(name, data_dir, args.pose_size)
-
-    models = ModelCatalog(default, load_pose)
-    app = create_app(settings, models)
+    models, live = (catalog(data_dir, args.pose, args.pose_size, threads) for threads in (None, args.tf_threads))
+    app = create_app(settings, models, live=live)
     app.on_startup.append(drain_on_sigterm(settings))
     web.run_app(app, host=args.host, port=args.port, access_log=None)
 

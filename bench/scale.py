@@ -2,7 +2,7 @@
 CPU goes.
 
     python -m bench.scale [--seconds S] [--max-sessions N] [--min-steps N] [--mode keypoints|annotated ...]
-                          [--balancer] [--out PATH]
+                          [--balancer] [--budget CORES] [--out PATH]
 
 Prints a table and writes bench/results/scale.json. The set-up is bench.live's: the real server in its own
 process (`python server.py`, admission by load switched off with a huge --admit-load so that the ramp can pass
@@ -32,6 +32,12 @@ number of sessions up to which every step kept >= 95%). Per step:
 
 Two servers behind a load balancer (`--balancer`): `ramp` takes any base URL, so `behind_balancer` runs the same
 keypoints-only ramp through HAProxy in front of two servers on one PostgreSQL (harness.cluster).
+
+A CPU budget per server (`--budget CORES`, bench.budget): every server process runs in its own cgroup limited to
+CORES, the clients outside it. One machine cannot give two servers twice the CPU of one and still run their
+clients; with equal budgets the comparison is the one a second machine would make: what one more server adds on
+the same CPU per server. Each step also records the share of its wall time the servers were held back by the
+quota (`throttled`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.budget import CpuBudget
 from bench.live import (
     START_TIMEOUT_S,
     CpuSampler,
@@ -152,6 +159,7 @@ class Target:
     url: str
     pids: tuple[int, ...]
     logs: tuple[Path, ...] = ()
+    budgets: tuple[CpuBudget, ...] = ()
 
 
 def tick_lags(result: ClientResult, trace: Trace) -> list[float]:
@@ -200,6 +208,7 @@ async def run_step(
     log_start = target.logs[0].stat().st_size if target.logs else 0
     threads = [ThreadSampler(pid) for pid in target.pids]
     sampling = [asyncio.create_task(t.run()) for t in threads]
+    throttled0 = [b.throttled_s() for b in target.budgets]
     busy0, server0, client0, wall0 = (
         machine_busy_s(),
         sum(process_cpu_s(p) for p in target.pids),
@@ -215,6 +224,7 @@ async def run_step(
     server = sum(process_cpu_s(p) for p in target.pids) - server0
     client = time.process_time() - client0
     other = max(0.0, machine_busy_s() - busy0 - server - client)
+    throttled = [b.throttled_s() - t for b, t in zip(target.budgets, throttled0, strict=True)]
     kept: list[float] = []
     lags: list[float] = []
     p50s: list[float] = []
@@ -252,6 +262,7 @@ async def run_step(
             "wall_s": round(wall, 1),
         },
         "server_per_session_cores": round(server / wall / sessions, 3),
+        "throttled": [round(t / wall, 3) for t in throttled],
         "threads": {str(t.pid): t.groups(wall) for t in threads},
         "hops_ms": {
             "tick_lag": lag,
@@ -315,20 +326,27 @@ async def ramp(
 
 
 async def behind_balancer(
-    work: Path, data_dir: Path, clip: Path, reference: str, seconds: float, most: int
+    work: Path, data_dir: Path, clip: Path, reference: str, seconds: float, most: int, budget: float | None
 ) -> dict[str, Any]:
     """The ramp through HAProxy in front of two servers sharing `data_dir` and one PostgreSQL
-    (`harness.cluster.Cluster`), their two processes' CPU counted together."""
+    (`harness.cluster.Cluster`), their two processes' CPU counted together, each in its own `budget`."""
     from harness.cluster import Cluster
 
     args = ["--admit-load", ADMISSION_OFF, "--max-sessions", "64"]
     cluster = await asyncio.to_thread(Cluster.start, data_dir, work / "cluster", 2, args)
+    budgets = [CpuBudget(f"dancesync-server{k}", budget) for k in range(2)] if budget else []
     try:
         pids = tuple(server.process.pid for server in cluster.servers)
-        target = Target(cluster.url, pids, tuple(server.log for server in cluster.servers))
-        return await ramp(target, clip, reference, annotated=False, seconds=seconds, most=most)
+        for limit, pid in zip(budgets, pids):
+            limit.add(pid)
+        target = Target(cluster.url, pids, tuple(server.log for server in cluster.servers), tuple(budgets))
+        return await ramp(
+            target, clip, reference, False, seconds, most, lambda step: log.warning("two servers %s", _line(step))
+        )
     finally:
         await asyncio.to_thread(cluster.stop)
+        for limit in budgets:
+            limit.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,7 +354,13 @@ async def behind_balancer(
 
 
 async def run(
-    modes: Sequence[str], seconds: float, most: dict[str, int], least: int, work: Path, balancer: bool
+    modes: Sequence[str],
+    seconds: float,
+    most: dict[str, int],
+    least: int,
+    work: Path,
+    balancer: bool,
+    budget: float | None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     video = assets.SAMPLE_VIDEO.path()
@@ -354,14 +378,18 @@ async def run(
         "seconds": seconds,
         "server": f"python server.py --no-seed --max-sessions 64 --admit-load {ADMISSION_OFF}, own process",
         "clients": "in the benchmark's process, one run_session per session on one event loop",
+        "budget_cores_per_server": budget,
     }
     figures["one_server"] = {}
     args = ["server.py", "--data-dir", str(data_dir), "--no-seed", "--max-sessions", "64"]
     args += ["--admit-load", ADMISSION_OFF]
     server_log = work / "server.log"
     server = ServerProcess.start(args, server_log, "server", START_TIMEOUT_S)
+    limit = CpuBudget("dancesync-server", budget) if budget else None
     try:
-        target = Target(server.url, (server.process.pid,), (server_log,))
+        if limit is not None:
+            limit.add(server.process.pid)
+        target = Target(server.url, (server.process.pid,), (server_log,), (limit,) if limit else ())
         for mode in modes:
             annotated = mode == "annotated"
             figures["one_server"][mode] = await ramp(
@@ -371,8 +399,12 @@ async def run(
             )
     finally:
         server.stop()
+        if limit is not None:
+            limit.close()
     if balancer:
-        figures["two_servers"] = await behind_balancer(work, data_dir, clip, reference, seconds, 2 * most["keypoints"])
+        figures["two_servers"] = await behind_balancer(
+            work, data_dir, clip, reference, seconds, 2 * most["keypoints"], budget
+        )
     else:
         figures["two_servers"] = {"skipped": "not asked for (--balancer)"}
     figures["machine"]["load_average_at_end"] = list(os.getloadavg())
@@ -410,6 +442,9 @@ def main() -> None:
     parser.add_argument(
         "--balancer", action="store_true", help="also run two servers behind the cluster harness's balancer"
     )
+    parser.add_argument(
+        "--budget", type=float, help="CPU cores each server process may use (a cgroup quota; default: no limit)"
+    )
     parser.add_argument("--min-steps", type=int, default=3, help="run at least this many steps (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json", help="where the JSON goes")
     args = parser.parse_args()
@@ -417,7 +452,7 @@ def main() -> None:
     modes = args.mode or ["keypoints", "annotated"]
     most = {mode: args.max_sessions or DEFAULT_MAX[mode] for mode in DEFAULT_MAX}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        figures = asyncio.run(run(modes, args.seconds, most, args.min_steps, Path(tmp), args.balancer))
+        figures = asyncio.run(run(modes, args.seconds, most, args.min_steps, Path(tmp), args.balancer, args.budget))
     write_results(figures, args.out)
     print(table(figures))
     print(f"wrote {args.out}")

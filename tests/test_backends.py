@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pose import assets
 from pose.cli import read_image
 from pose.csvio import CSV_COLUMNS, main_dancer_arrays, read_keypoints_csv
 from pose.draw import draw_analysis
-from pose.media.video import iter_frames
 from pose.models import BACKEND_NAMES, BACKENDS, NetworkOutput, backend_spec
-from pose.models.graph import set_default_threads
 from pose.parts import BodyPart
 from pose.pipeline import FrameAnalyzer, Models, extract_video, load_models
 from pose.types import Detections
@@ -106,24 +104,19 @@ def test_backend_is_stateless_between_calls(
     np.testing.assert_array_equal(first.region, again.region)
 
 
-def test_outputs_do_not_depend_on_tensorflows_thread_count(
-    backend: str, models_for: Callable[[str], Models], sample_video: Path, solo_image: Path
-) -> None:
-    """The server runs its graphs on one thread each (`server.py --tf-threads`), the CLI on one per CPU: the
-    keypoints must not differ by a bit."""
-    many = models_for(backend)
-    threads = 1 if (os.cpu_count() or 1) > 1 else 2
-    set_default_threads(threads)
-    try:
-        few = load_models(pose=backend)
-    finally:
-        set_default_threads(None)
-    later = (frame.to_ndarray(format="bgr24") for _, frame in iter_frames(sample_video, Fraction(20)))
-    frames = [read_image(solo_image), *itertools.islice(later, 0, 60, 15)]
-    for image in frames:
-        people = many.detector.detect(image)
-        np.testing.assert_array_equal(few.detector.detect(image).boxes, people.boxes)
-        np.testing.assert_array_equal(few.pose.forward(image, people).tensor, many.pose.forward(image, people).tensor)
+def test_a_server_loads_its_live_models_at_tf_threads_and_its_exact_ones_at_one_per_cpu(backend: str) -> None:
+    """Live sessions run side by side on one TensorFlow thread each; builds and the analysis API keep
+    `extract`'s thread count, so that their keypoints are exactly its own."""
+    import server
+
+    cpus = os.cpu_count() or 1
+    for threads, expected in ((1, 1), (None, cpus)):
+        catalog = server.catalog(assets.DATA_DIR, backend, None, threads)
+        graphs = [vars(catalog.default.pose)["_graph"], vars(catalog.default.detector)["_graph"]]
+        assert [g.threads for g in graphs] == [expected, expected]
+        other = next(name for name in BACKEND_NAMES if name != backend)
+        with concurrent.futures.ThreadPoolExecutor(1) as worker:  # loaded on first use, from a worker thread
+            assert vars(worker.submit(catalog.get, other).result().pose)["_graph"].threads == expected
 
 
 def test_the_registry_describes_each_backend_it_builds(backend: str, models_for: Callable[[str], Models]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from pose.models import tf as tensorflow
 
 GraphDef = Any  # tf.compat.v1.GraphDef, which has no usable static type
 _default_threads: int | None = None
+_loading_threads: ContextVar[int | None] = ContextVar("loading_threads", default=None)
 
 
 def set_default_threads(threads: int | None) -> None:
@@ -22,6 +25,17 @@ def set_default_threads(threads: int | None) -> None:
     """
     global _default_threads
     _default_threads = threads
+
+
+@contextmanager
+def graph_threads(threads: int | None) -> Iterator[None]:
+    """TensorFlow's intra-op threads for graphs loaded inside the block, in this thread only (None: the process
+    default): a server loads its live sessions' models at one thread beside exact-build models at the default."""
+    token = _loading_threads.set(threads)
+    try:
+        yield
+    finally:
+        _loading_threads.reset(token)
 
 
 class FrozenGraph:
@@ -36,8 +50,8 @@ class FrozenGraph:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name="")
-        threads = threads or _default_threads or os.cpu_count() or 1
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+        self.threads = threads or _loading_threads.get() or _default_threads or os.cpu_count() or 1
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self.threads, inter_op_parallelism_threads=1)
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
 
     def run(self, outputs: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
