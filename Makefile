@@ -61,15 +61,16 @@ format:
 extract-sample:
 	$(PY) -m pose extract $(SAMPLE) --fps 10 --out data/vtest.csv --annotated data/vtest_annotated.mp4
 
-# Figures as JSON under bench/results/ (about 35 minutes on 2 cores); docs/benchmarks.md quotes them.
-bench: setup media-tools
+# Figures as JSON under bench/results/ (about 45 minutes on 2 cores; the scale runs need HAProxy, PostgreSQL and root for cgroups); docs/benchmarks.md quotes them.
+bench: setup media-tools database deploy
 	$(PY) -m bench.offline
 	$(PY) -m bench.backends
 	$(PY) -m bench.live
 	$(PY) -m bench.scoring
 	$(PY) -m bench.extract_many
 	$(PY) -m bench.privacy
-	$(PY) -m bench.scale
+	$(PY) -m bench.scale --balancer
+	$(PY) -m bench.scale --mode keypoints --balancer --budget 0.6 --min-steps 1 --out bench/results/scale-budget.json
 	$(PY) -m bench.takes
 
 # The long reliability runs (soak, backpressure); figures to bench/results/reliability.json.

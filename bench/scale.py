@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.budget import CpuBudget
+from bench.budget import BudgetUnavailable, CpuBudget
 from bench.live import (
     START_TIMEOUT_S,
     CpuSampler,
@@ -451,6 +451,13 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     modes = args.mode or ["keypoints", "annotated"]
     most = {mode: args.max_sessions or DEFAULT_MAX[mode] for mode in DEFAULT_MAX}
+    if args.budget:
+        try:
+            CpuBudget("dancesync-probe", args.budget).close()
+        except BudgetUnavailable as exc:
+            write_results({"machine": describe(), "skipped": f"--budget: {exc}"}, args.out)
+            print(f"skipped: {exc}")
+            return
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         figures = asyncio.run(run(modes, args.seconds, most, args.min_steps, Path(tmp), args.balancer, args.budget))
     write_results(figures, args.out)
