@@ -39,8 +39,8 @@ class ModelChoice:
     """What a worker loads (picklable): see `pose.pipeline.load_models`.
 
     threads: TensorFlow's intra-op threads in each worker (None: the worker machine's CPU count). TensorFlow's
-    sums come out in an order that depends on it, so it changes the last digits of some keypoints: workers give
-    the single-process CSV exactly when they run with that process's count.
+    sums may come out in an order that depends on it, changing the last digits of some keypoints: workers are
+    guaranteed the single-process CSV only when they run with that process's count.
     """
 
     data_dir: Path = assets.DATA_DIR

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument(
         "--range-s", type=_fps, default=10.0, help="seconds of video per range handed to a worker (default 10)"
     )
+    many.add_argument(
+        "--threads",
+        type=_positive,
+        help="TensorFlow threads per worker (default: this machine's CPU count, whose CSVs are exactly extract's;"
+        " 1 is faster when the workers fill the cores, and may differ from extract in the last digits)",
+    )
     add_model_arguments(many)
 
     image = commands.add_parser("image", help="people, keypoints and person boxes of one image")
@@ -165,9 +171,9 @@ def run_extract_many(args: argparse.Namespace) -> int:
 
     for video in args.videos:
         probe_video(video)  # every input checked before any worker starts
-    # TensorFlow's results depend on its thread count in the last digits, so every worker runs with this
-    # machine's, as `extract` does here: the CSVs are then exactly `extract`'s.
-    choice = ModelChoice(args.data_dir, args.pose, args.pose_size, os.cpu_count())
+    # TensorFlow's results may depend on its thread count in the last digits, so by default every worker runs
+    # with this machine's, as `extract` does here: the CSVs are then exactly `extract`'s.
+    choice = ModelChoice(args.data_dir, args.pose, args.pose_size, args.threads or os.cpu_count())
     runner: Runner
     if args.ray:
         from pose.batch_ray import RayPool
