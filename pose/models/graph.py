@@ -41,6 +41,9 @@ def graph_threads(threads: int | None) -> Iterator[None]:
 class FrozenGraph:
     """Loads a GraphDef once and runs it in its own session; `run` is safe to call from several threads.
 
+    Each session has its own threads (`threads` intra-op, one inter-op; see `pose.models.tf`), so two graphs run
+    side by side: live sessions' runs, and a session's pose run beside the background detector's.
+
     source: a .pb file, or a GraphDef already built in memory (a converted TF.js model).
     """
 
@@ -51,7 +54,9 @@ class FrozenGraph:
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name="")
         self.threads = threads or _loading_threads.get() or _default_threads or os.cpu_count() or 1
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self.threads, inter_op_parallelism_threads=1)
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=self.threads, inter_op_parallelism_threads=1, use_per_session_threads=True
+        )
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
 
     def run(self, outputs: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -28,6 +28,9 @@ def load() -> ModuleType:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Every session its own intra-op pool, sized by its own config (pose.models.graph): otherwise all sessions share
+    # one pool sized by the first, and a server's one-thread live models queue behind each other on it.
+    os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
     with _quiet_stderr():
         import tensorflow
 
