@@ -23,7 +23,8 @@ from bench.machine import RESULTS, describe, write_results
 from pose import assets
 from pose.batch import LocalPool, ModelChoice, RangeTask, extract_many
 from pose.media.video import probe_video
-from pose.pipeline import detector_every, extract_video, video_ticks, warm_up
+from pose.pipeline import extract_video, video_ticks, warm_up
+from pose.ticks import detector_every
 
 
 def run_pool(video: Path, fps: float, workers: int, threads: int, expected: bytes) -> dict[str, Any]:

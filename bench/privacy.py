@@ -36,8 +36,9 @@ from pose import assets
 from pose.boxes import detect_every
 from pose.media.video import iter_frames, probe_video
 from pose.models import DEFAULT_BACKEND
-from pose.pipeline import DETECT_INTERVAL_S, FrameAnalyzer, Models, load_models
+from pose.pipeline import FrameAnalyzer, Models, load_models
 from pose.privacy import FROM_POSE, HEAD_PARTS, Faces, FaceTrack, faces_of, mosaic, mosaic_regions
+from pose.ticks import detector_every
 from pose.types import Detections, FrameAnalysis
 
 HAAR = str(Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml")  # cv2.data.haarcascades
@@ -47,7 +48,7 @@ def tick_analyses(models: Models, frames: list[np.ndarray], step: int, fps: floa
     """The analysis of every `step`-th frame (ticks at `fps`), the detector every 0.5 s as in extraction."""
     analyzer = FrameAnalyzer(models)
     images = list(enumerate(frames[::step]))
-    every = max(1, round(DETECT_INTERVAL_S * fps))
+    every = detector_every(fps)
     ticks = detect_every(images, len(images), every, models.detector.detect)
     return [analyzer.analyze(image, people) for _, image, people in ticks]
 

@@ -25,7 +25,8 @@ from typing import Protocol
 from pose import assets
 from pose.csvio import atomic_output
 from pose.models import DEFAULT_BACKEND
-from pose.pipeline import DETECT_INTERVAL_S, Models, TickWriter, analyze_ticks, detector_every, video_ticks
+from pose.pipeline import Models, TickWriter, analyze_ticks, video_ticks
+from pose.ticks import DETECT_INTERVAL_S, detector_every
 from pose.types import FrameAnalysis
 
 RANGE_S = 10.0  # default range length in seconds of video: short enough to spread one video over the workers

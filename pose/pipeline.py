@@ -18,7 +18,7 @@ from pose.csvio import KeypointCsvWriter, atomic_output
 from pose.draw import draw_analysis
 from pose.models import BACKEND_NAMES, DEFAULT_BACKEND, DETECTOR_ASSETS, PoseBackend, backend_spec, load_pose_backend
 from pose.privacy import Regions, SequenceMosaic
-from pose.ticks import sample_ticks, tick_count, tick_time
+from pose.ticks import DETECT_INTERVAL_S, detector_every, sample_ticks, tick_count, tick_time
 from pose.tracking import PersonTracker, main_person_index
 from pose.types import Detections, FrameAnalysis, Poses
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from pose.models.detector import PersonDetector
 
 log = logging.getLogger(__name__)
-
-DETECT_INTERVAL_S = 0.5  # offline person-detector cadence; boxes are interpolated in between
 
 
 @dataclass(frozen=True)
@@ -172,11 +170,6 @@ class ExtractResult:
 
 
 Progress = Callable[[int, int], None]
-
-
-def detector_every(fps: float, detect_interval_s: float = DETECT_INTERVAL_S) -> int:
-    """The detector's cadence in ticks: it runs on ticks k % every == 0 (and on the last tick)."""
-    return max(1, round(detect_interval_s * fps))
 
 
 def video_ticks(video: Path, fps: float) -> int:

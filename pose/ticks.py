@@ -13,6 +13,15 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# The person detector runs every half second of reference time, offline and live; its boxes are held (live) or
+# interpolated (offline) in between.
+DETECT_INTERVAL_S = 0.5
+
+
+def detector_every(fps: float, detect_interval_s: float = DETECT_INTERVAL_S) -> int:
+    """The detector's cadence in ticks: it runs on ticks k % every == 0 (and, offline, on the last tick)."""
+    return max(1, round(detect_interval_s * fps))
+
 
 def as_rate(fps: float | Fraction) -> Fraction:
     """F as an exact fraction (29.97 → 2997/100); rejects F ≤ 0 and non-finite values."""

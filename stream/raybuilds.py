@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pose.batch import ModelChoice, extract_to, range_seconds, split_ticks
-from pose.pipeline import Progress, detector_every, video_ticks
+from pose.pipeline import Progress, video_ticks
+from pose.ticks import detector_every
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pose.moves import Move, Tier, fixed_moves
 from pose.parts import NUM_PARTS, BodyPart
 from pose.scorer import Latency, MoveVerdict, TickVerdict
 from pose.scoring import backend_mismatch
-from pose.ticks import tick_time
+from pose.ticks import detector_every, tick_time
 from pose.types import Detections, FrameAnalysis, Poses
 from stream.clock import ReferenceClock, TickSampler
 from stream.csvsafe import csv_text
@@ -49,8 +49,6 @@ MOVE_COLUMNS = ("move", "start_s", "end_s", "tier", "score", "limb", "offset_ms"
 MOVE_TEXT_COLUMNS = ("tier", "limb")
 ANNOTATION_MAX_AGE_S = 1.0  # an older skeleton is no longer where the user is; show the plain frame
 
-
-DETECT_INTERVAL_S = 0.5  # the person detector runs every half second of reference time; boxes are held between
 
 Detect = Callable[[np.ndarray], Detections]
 
@@ -398,7 +396,7 @@ class LiveSession(Generic[F]):
         a seek back), counted up to the newest processed tick."""
         if self.detect is None or self._boxes is None or self._last_tick is None:
             return False
-        every = max(1, round(DETECT_INTERVAL_S * self.dancer.fps))
+        every = detector_every(self.dancer.fps)
         return not 0 <= self._last_tick - self._boxes[0] < every
 
     def detect_people(self, image_bgr: np.ndarray) -> tuple[Detections, float]:
