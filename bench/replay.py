@@ -15,8 +15,9 @@ the session processed:
 * offline_reference: the dancer's own keypoints at the same ticks (the ceiling: a perfect copy);
 * *_smoothed: the same, scoring the One-Euro filtered keypoints (what the filter would cost, `pose.judge`);
 * offline_webcam: the webcam clip decoded here (no WebRTC, no clock), the frame on screen at each tick of the
-  session's grid analysed by `LiveSession.process` exactly as live (held detector boxes, crop from the previous
-  processed tick): what re-encoding the footage once more and the session's analysis cadence cost;
+  session's grid analysed by `LiveSession.process_inline` as live (detector boxes refreshed every half second,
+  crop from the previous processed tick): what re-encoding the footage once more and the session's analysis
+  cadence cost;
 * offline_webcam_every_tick: the same at the reference's 10 ticks/s (the crop follows from consecutive ticks).
 
 Writes bench/results/replay.json.
@@ -86,13 +87,13 @@ def offline_webcam(dancer: DancerPoses, webcam: Path, ticks: list[int], fps: flo
     for t, frame in iter_frames(webcam):
         while target is not None and float(t) > target / dancer.fps:  # `previous` was on screen at the tick
             if previous is not None:
-                results.append(session.process(target, previous))
+                results.append(session.process_inline(target, previous, target / dancer.fps))
             target = next(wanted, None)
         previous = frame.to_ndarray(format="bgr24")
         if target is None:
             break
     while target is not None and previous is not None:
-        results.append(session.process(target, previous))
+        results.append(session.process_inline(target, previous, target / dancer.fps))
         target = next(wanted, None)
     latency = results[-1].latency if results else None
     return {

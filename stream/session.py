@@ -407,6 +407,17 @@ class LiveSession(Generic[F]):
         boxes = self.detect(image_bgr)
         return boxes, time.perf_counter() - started
 
+    def process_inline(self, tick: int, image_bgr: np.ndarray, now: float) -> TickResult:
+        """`process` and `record` for a shell with no background (a recorded take): the detector runs inline, on
+        this tick's own frame, whenever the held boxes are `detector_every` ticks older than it (or from a later
+        tick), so at 10 ticks/s on ticks 0, 5, 10, ... as offline extraction."""
+        held = self._boxes
+        if self.detect is not None and held is not None and not 0 <= tick - held[0] < detector_every(self.dancer.fps):
+            found, seconds = self.detect_people(image_bgr)
+            self._boxes = (tick, found)
+            self.stages.add("detect", seconds)
+        return self.record(self.process(tick, image_bgr), now)
+
     def set_boxes(self, boxes: Detections, seconds: float) -> None:
         """Boxes found in the background (on the shell's thread): the next ticks use them; they count as found
         at the newest processed tick."""

@@ -98,7 +98,7 @@ def score_take(
             if cancel is not None and cancel.is_set():
                 raise JobCancelled("the server is shutting down")
             image = frame.to_ndarray(format="bgr24")
-            result = session.record(session.process(tick, image), float(tick / Fraction(dancer.fps)))
+            result = session.process_inline(tick, image, float(tick / Fraction(dancer.fps)))
             if writer is not None:
                 writer.write(tick, image, result.shown or result.analysis, result.score.limb)
             done += 1

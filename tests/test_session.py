@@ -309,6 +309,25 @@ def test_the_detector_runs_inline_only_on_the_first_tick_then_off_the_tick_path(
     assert session.stages.tick_times()["n"] == 12
 
 
+def test_process_inline_runs_the_detector_whenever_it_is_due() -> None:
+    """A shell with no background (a recorded take) refreshes the boxes on ticks 0, 5, 10, ... at 10 ticks/s,
+    each tick using the boxes of the newest detector tick at or before it."""
+    calls: list[int] = []
+
+    def detect(image: np.ndarray) -> Detections:
+        calls.append(len(calls) + 1)
+        return boxes(len(calls))
+
+    seen = Seen()
+    session: LiveSession[str] = LiveSession(dancer(), seen, detect=detect)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for tick in range(12):
+        session.process_inline(tick, image, now=float(tick))
+    assert calls == [1, 2, 3]
+    assert [len(p.boxes) if p is not None else None for p in seen.people] == [1] * 5 + [2] * 5 + [3] * 2
+    assert session.stages.counts["detect"] == 3 and session.processed == 12
+
+
 def test_a_session_without_a_detector_is_never_due() -> None:
     seen = Seen()
     session: LiveSession[str] = LiveSession(dancer(), seen)
