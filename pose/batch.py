@@ -50,11 +50,11 @@ class ModelChoice:
     threads: int | None = None
 
     def load(self) -> Models:
-        from pose.models.graph import set_default_threads
+        from pose.models.graph import graph_threads
         from pose.pipeline import load_models
 
-        set_default_threads(self.threads)
-        return load_models(self.data_dir, self.pose_size, self.pose)
+        with graph_threads(self.threads):
+            return load_models(self.data_dir, self.pose_size, self.pose)
 
 
 @dataclass(frozen=True)

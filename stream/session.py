@@ -394,10 +394,13 @@ class LiveSession(Generic[F]):
     def detection_due(self) -> bool:
         """Whether the held boxes are older than `DETECT_INTERVAL_S` of reference time (or from a later tick:
         a seek back), counted up to the newest processed tick."""
-        if self.detect is None or self._boxes is None or self._last_tick is None:
+        return self._last_tick is not None and self._boxes_stale_at(self._last_tick)
+
+    def _boxes_stale_at(self, tick: int) -> bool:
+        """Whether the held boxes (if any) are `detector_every` ticks older than `tick`, or from a later tick."""
+        if self.detect is None or self._boxes is None:
             return False
-        every = detector_every(self.dancer.fps)
-        return not 0 <= self._last_tick - self._boxes[0] < every
+        return not 0 <= tick - self._boxes[0] < detector_every(self.dancer.fps)
 
     def detect_people(self, image_bgr: np.ndarray) -> tuple[Detections, float]:
         """Run the detector on a frame (blocking; call from a worker thread): its boxes and the seconds it took."""
@@ -411,17 +414,17 @@ class LiveSession(Generic[F]):
         """`process` and `record` for a shell with no background (a recorded take): the detector runs inline, on
         this tick's own frame, whenever the held boxes are `detector_every` ticks older than it (or from a later
         tick), so at 10 ticks/s on ticks 0, 5, 10, ... as offline extraction."""
-        held = self._boxes
-        if self.detect is not None and held is not None and not 0 <= tick - held[0] < detector_every(self.dancer.fps):
-            found, seconds = self.detect_people(image_bgr)
-            self._boxes = (tick, found)
-            self.stages.add("detect", seconds)
+        if self._boxes_stale_at(tick):
+            self._hold_boxes(tick, *self.detect_people(image_bgr))
         return self.record(self.process(tick, image_bgr), now)
 
     def set_boxes(self, boxes: Detections, seconds: float) -> None:
         """Boxes found in the background (on the shell's thread): the next ticks use them; they count as found
         at the newest processed tick."""
-        self._boxes = (self._last_tick or 0, boxes)
+        self._hold_boxes(self._last_tick or 0, boxes, seconds)
+
+    def _hold_boxes(self, tick: int, boxes: Detections, seconds: float) -> None:
+        self._boxes = (tick, boxes)
         self.stages.add("detect", seconds)
 
     # --- results

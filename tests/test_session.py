@@ -26,6 +26,7 @@ from stream.references import VIDEO_NAME
 from stream.session import (
     ArrivalSmoother,
     DancerPoses,
+    Detect,
     LiveSession,
     MoveScore,
     RateMeter,
@@ -283,15 +284,21 @@ def boxes(n: int) -> Detections:
     return Detections(np.tile(np.array([[0.1, 0.1, 0.5, 0.9]], np.float32), (n, 1)), np.ones(n, np.float32))
 
 
-def test_the_detector_runs_inline_only_on_the_first_tick_then_off_the_tick_path() -> None:
-    """The first tick detects inline; later ticks use the boxes held, and the detector is due again every
-    DETECT_INTERVAL_S (5 ticks at 10 ticks/s) until the shell hands new boxes in."""
+def counting_detector() -> tuple[list[int], Detect]:
+    """A detector whose n-th run returns n boxes, and the list of its runs."""
     calls: list[int] = []
 
     def detect(image: np.ndarray) -> Detections:
         calls.append(len(calls) + 1)
         return boxes(len(calls))
 
+    return calls, detect
+
+
+def test_the_detector_runs_inline_only_on_the_first_tick_then_off_the_tick_path() -> None:
+    """The first tick detects inline; later ticks use the boxes held, and the detector is due again every
+    DETECT_INTERVAL_S (5 ticks at 10 ticks/s) until the shell hands new boxes in."""
+    calls, detect = counting_detector()
     seen = Seen()
     session: LiveSession[str] = LiveSession(dancer(), seen, detect=detect)
     image = np.zeros((48, 64, 3), np.uint8)
@@ -312,12 +319,7 @@ def test_the_detector_runs_inline_only_on_the_first_tick_then_off_the_tick_path(
 def test_process_inline_runs_the_detector_whenever_it_is_due() -> None:
     """A shell with no background (a recorded take) refreshes the boxes on ticks 0, 5, 10, ... at 10 ticks/s,
     each tick using the boxes of the newest detector tick at or before it."""
-    calls: list[int] = []
-
-    def detect(image: np.ndarray) -> Detections:
-        calls.append(len(calls) + 1)
-        return boxes(len(calls))
-
+    calls, detect = counting_detector()
     seen = Seen()
     session: LiveSession[str] = LiveSession(dancer(), seen, detect=detect)
     image = np.zeros((48, 64, 3), np.uint8)

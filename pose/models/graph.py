@@ -14,23 +14,14 @@ import numpy as np
 from pose.models import tf as tensorflow
 
 GraphDef = Any  # tf.compat.v1.GraphDef, which has no usable static type
-_default_threads: int | None = None
 _loading_threads: ContextVar[int | None] = ContextVar("loading_threads", default=None)
-
-
-def set_default_threads(threads: int | None) -> None:
-    """TensorFlow's intra-op threads for graphs loaded from now on in this process (None: one per CPU).
-
-    Worker processes that share the machine set it to their share of the cores.
-    """
-    global _default_threads
-    _default_threads = threads
 
 
 @contextmanager
 def graph_threads(threads: int | None) -> Iterator[None]:
-    """TensorFlow's intra-op threads for graphs loaded inside the block, in this thread only (None: the process
-    default): a server loads its live sessions' models at one thread beside exact-build models at the default."""
+    """TensorFlow's intra-op threads for graphs loaded inside the block, in this thread only (None: one per CPU):
+    a server loads its live sessions' models at one thread beside exact-build models at one per CPU, and batch
+    workers that share a machine load theirs at their share of the cores."""
     token = _loading_threads.set(threads)
     try:
         yield
@@ -53,7 +44,7 @@ class FrozenGraph:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.import_graph_def(graph_def, name="")
-        self.threads = threads or _loading_threads.get() or _default_threads or os.cpu_count() or 1
+        self.threads = threads or _loading_threads.get() or os.cpu_count() or 1
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=self.threads, inter_op_parallelism_threads=1, use_per_session_threads=True
         )
