@@ -438,7 +438,8 @@ def main(argv: list[str] | None = None) -> None:
         pose_size=args.pose_size,
     )
     log.info("loading the %s pose model and the person detector from %s", args.pose, data_dir / "models")
-    models, live = (catalog(data_dir, args.pose, args.pose_size, threads) for threads in (None, args.tf_threads))
+    models = catalog(data_dir, args.pose, args.pose_size, None)
+    live = catalog(data_dir, args.pose, args.pose_size, max(1, args.tf_threads))
     app = create_app(settings, models, live=live)
     app.on_startup.append(drain_on_sigterm(settings))
     web.run_app(app, host=args.host, port=args.port, access_log=None)
